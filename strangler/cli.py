@@ -1,0 +1,148 @@
+"""`strangler ...`: the command line of the platform (Typer)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from strangler.settings import get_settings
+from strangler.stack.manager import Stack
+from strangler.stack.process import StackError
+
+app = typer.Typer(help="Strangler: migrate a monolith's Postgres into an event-sourced estate.", no_args_is_help=True)
+stack_app = typer.Typer(help="The local service stack (no Docker).", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+console = Console()
+
+ServicesOpt = Annotated[
+    list[str] | None,
+    typer.Option("--only", help="Limit to these services (postgres, kafka, weaviate, clickhouse)."),
+]
+
+
+def _human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def _print_status(stack: Stack) -> bool:
+    table = Table(title="strangler stack")
+    for column in ("service", "version", "address", "pid", "data dir", "healthy"):
+        table.add_column(column)
+    all_ok = True
+    for s in stack.status():
+        all_ok &= s.healthy
+        table.add_row(
+            s.name,
+            s.version,
+            s.address,
+            str(s.pid) if s.pid else "-",
+            str(s.data_dir),
+            "[green]yes[/green]" if s.healthy else f"[red]no[/red] {s.detail}"[:120],
+        )
+    console.print(table)
+    return all_ok
+
+
+@stack_app.command("up")
+def stack_up(only: ServicesOpt = None) -> None:
+    """Install (once, cached under STRANGLER_HOME) and start the services; a no-op when running."""
+    stack = Stack(get_settings())
+    started = time.monotonic()
+    try:
+        timings = stack.up(only)
+    except StackError as exc:
+        console.print(f"[red]stack up failed[/red] {exc}")
+        raise typer.Exit(1) from exc
+    for t in timings:
+        if t.seconds >= 0.05:
+            console.print(f"  {t.service:<10} {t.action:<8} {t.seconds:6.1f}s")
+    console.print(f"stack up in {time.monotonic() - started:.1f}s")
+    if not _print_status(stack):
+        raise typer.Exit(1)
+
+
+@stack_app.command("down")
+def stack_down(only: ServicesOpt = None) -> None:
+    """Stop the services; data stays, so `up` brings it back."""
+    Stack(get_settings()).down(only)
+    console.print("stack stopped")
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Service, version, address, pid, data dir, healthy."""
+    if not _print_status(Stack(get_settings())):
+        raise typer.Exit(1)
+
+
+@stack_app.command("logs")
+def stack_logs(
+    service: Annotated[str, typer.Argument(help="postgres, kafka, weaviate (or *-install)")],
+    lines: Annotated[int, typer.Option("-n", help="Lines from the end.")] = 50,
+    follow: Annotated[bool, typer.Option("-f", "--follow")] = False,
+) -> None:
+    """Print a service's log."""
+    log = get_settings().logs_dir / f"{service}.log"
+    if not log.exists():
+        console.print(f"[red]no log at {log}[/red]")
+        raise typer.Exit(1)
+    args = ["tail", f"-n{lines}", *(["-f"] if follow else []), str(log)]
+    subprocess.run(args, check=False)
+
+
+@stack_app.command("sizes")
+def stack_sizes() -> None:
+    """Install sizes of the cached services."""
+    stack = Stack(get_settings())
+    for service in stack.services:
+        console.print(f"{service.name:<10} {_human_bytes(service.install_size())}")
+
+
+@app.command("demo")
+def demo() -> None:
+    """The main job: bring the stack up and move real data through every store."""
+    from strangler.resources.factory import build_resources
+    from strangler.stack.roundtrip import round_trip_all
+
+    stack_up(None)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    r = build_resources(get_settings())
+    results = round_trip_all(r["postgres"], r["kafka"], r["clickhouse"], r["weaviate"], r["embedder"])  # type: ignore[arg-type]
+    table = Table(title="round trip through every resource")
+    for column in ("resource", "what happened", "seconds"):
+        table.add_column(column)
+    for rt in results:
+        table.add_row(rt.resource, rt.detail, f"{rt.seconds:.2f}")
+    console.print(table)
+
+
+def _mount_optional() -> None:
+    """Mount sub-commands whose modules exist (db, seed)."""
+    try:
+        from strangler.db.cli import db_app
+    except ImportError:
+        return
+    app.add_typer(db_app, name="db")
+
+
+_mount_optional()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
+

@@ -1,0 +1,1 @@
+"""The Postgres event store: append with optimistic concurrency, gap-free reads, snapshots, sagas."""

