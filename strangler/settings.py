@@ -84,6 +84,10 @@ class Settings(BaseSettings):
         return self.home / "stack"
 
     @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster"
+
+    @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
 

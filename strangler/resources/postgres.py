@@ -29,7 +29,12 @@ class PostgresResource(dg.ConfigurableResource):
     def pool(self) -> ConnectionPool:
         if self._pool is None:
             self._pool = ConnectionPool(
-                self.conninfo(), min_size=1, max_size=self.pool_size, open=True, name="strangler"
+                self.conninfo(),
+                min_size=1,
+                max_size=self.pool_size,
+                open=True,
+                name="strangler",
+                check=ConnectionPool.check_connection,
             )
         return self._pool
 

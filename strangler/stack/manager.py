@@ -12,6 +12,7 @@ from filelock import FileLock
 
 from strangler.settings import Settings
 from strangler.stack.clickhouse import ClickHouseService
+from strangler.stack.dagster_home import write_dagster_home
 from strangler.stack.kafka import KafkaService
 from strangler.stack.postgres import PostgresService
 from strangler.stack.process import ServiceStatus
@@ -74,6 +75,7 @@ class Stack:
                 started = time.monotonic()
                 service.start()
                 timings.append(StepTiming(service.name, "start", time.monotonic() - started))
+            write_dagster_home(self.settings)
         return timings
 
     def down(self, only: list[str] | None = None) -> None:

@@ -1,0 +1,44 @@
+# The two set-up commands of the README: `make demo` (main job) and `make test` (tests).
+# Each does its whole set-up: venv + locked dependencies, then the local stack.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STRANGLER_HOME ?= $(HOME)/.cache/strangler
+export STRANGLER_HOME
+export DAGSTER_HOME ?= $(STRANGLER_HOME)/dagster
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONUNBUFFERED := 1
+
+.PHONY: venv stack demo test lint typecheck down status
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check uv==0.13.8
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+stack: venv
+	$(BIN)/strangler stack up
+
+demo: stack
+	$(BIN)/strangler demo
+
+test: stack
+	$(BIN)/pytest -ra --junitxml=artifacts/junit.xml tests
+
+lint: venv
+	$(BIN)/ruff check strangler tests bench
+	$(BIN)/ruff format --check strangler tests bench
+
+typecheck: venv
+	$(BIN)/mypy strangler
+
+status: venv
+	$(BIN)/strangler stack status
+
+down: venv
+	$(BIN)/strangler stack down

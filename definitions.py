@@ -1,0 +1,5 @@
+"""Entry point for `dagster dev` / `dagster asset materialize` (see [tool.dagster])."""
+
+from strangler.definitions import defs
+
+__all__ = ["defs"]

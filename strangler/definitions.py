@@ -1,0 +1,33 @@
+"""The one `Definitions` object of the code location."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_k8s import k8s_job_executor
+
+from strangler.resources.factory import build_resources
+from strangler.settings import Settings, get_settings
+
+
+def build_executor(settings: Settings) -> dg.ExecutorDefinition:
+    """Multiprocess on one machine, one pod a step in Kubernetes (DESIGN §5)."""
+    if settings.executor == "k8s":
+        return k8s_job_executor
+    if settings.executor == "in_process":
+        return dg.in_process_executor
+    return dg.multiprocess_executor.configured(
+        {"max_concurrent": settings.max_concurrent_steps}
+    )
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[],
+        asset_checks=[],
+        sensors=[],
+        resources=build_resources(settings),
+        executor=build_executor(settings),
+    )
+
+
+defs = build_definitions(get_settings())
