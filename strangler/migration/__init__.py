@@ -1,0 +1,1 @@
+"""Pure migration logic: monolith rows -> validated domain events, batching, checkpoints."""
