@@ -128,12 +128,12 @@ def demo() -> None:
 
 
 def _mount_optional() -> None:
-    """Mount sub-commands whose modules exist (db, seed)."""
-    try:
-        from strangler.db.cli import db_app
-    except ImportError:
-        return
+    """Mount the sub-commands that live beside their modules (db, seed)."""
+    from strangler.db.cli import db_app
+    from strangler.sample.cli import seed_command
+
     app.add_typer(db_app, name="db")
+    app.command("seed")(seed_command)
 
 
 _mount_optional()
