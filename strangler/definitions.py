@@ -5,6 +5,8 @@ from __future__ import annotations
 import dagster as dg
 from dagster_k8s import k8s_job_executor
 
+from strangler.assets.event_store import event_store_events
+from strangler.assets.monolith import monolith_sources
 from strangler.resources.factory import build_resources
 from strangler.settings import Settings, get_settings
 
@@ -22,7 +24,7 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=[],
+        assets=[*monolith_sources, event_store_events],
         asset_checks=[],
         sensors=[],
         resources=build_resources(settings),

@@ -78,7 +78,9 @@ def violations(table: str, row: Mapping[str, Any], now: datetime) -> list[Violat
         found.extend(_job_rules(row))
     if table != "customers" and row.get(PARENT_FLAG) is False:
         column = "customer_id" if table == "documents" else "document_id"
-        found.append(Violation(DirtKind.ORPHAN_FK, column, f"no parent row with id {row.get(column)}"))
+        found.append(
+            Violation(DirtKind.ORPHAN_FK, column, f"no parent row with id {row.get(column)}")
+        )
     if row.get(DUPLICATE_FLAG) is not None:
         column = "email" if table == "customers" else "(document_id, page_number)"
         found.append(
@@ -92,7 +94,11 @@ def violations(table: str, row: Mapping[str, Any], now: datetime) -> list[Violat
         value = row.get(column)
         if isinstance(value, datetime) and value > now:
             found.append(
-                Violation(DirtKind.FUTURE_TIMESTAMP, column, f"{value.isoformat()} is after {now.isoformat()}")
+                Violation(
+                    DirtKind.FUTURE_TIMESTAMP,
+                    column,
+                    f"{value.isoformat()} is after {now.isoformat()}",
+                )
             )
     return found
 

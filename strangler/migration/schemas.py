@@ -22,7 +22,12 @@ NULLABLE_TEXT = {"type": ["string", "null"]}
 
 CUSTOMER = _object(
     {"customer_id": ID, "name": TEXT},
-    {"email": NULLABLE_TEXT, "plan": NULLABLE_TEXT, "country": NULLABLE_TEXT, "metadata": {"type": "object"}},
+    {
+        "email": NULLABLE_TEXT,
+        "plan": NULLABLE_TEXT,
+        "country": NULLABLE_TEXT,
+        "metadata": {"type": "object"},
+    },
 )
 DOCUMENT_UPLOADED = _object(
     {"document_id": ID, "customer_id": ID, "title": TEXT},
@@ -36,7 +41,12 @@ DOCUMENT_UPLOADED = _object(
 )
 DOCUMENT_STATUS_CHANGED = _object({"document_id": ID, "status": TEXT})
 OCR_PAGE = _object(
-    {"page_id": ID, "document_id": ID, "page_number": {"type": "integer", "minimum": 1}, "text": {"type": "string"}},
+    {
+        "page_id": ID,
+        "document_id": ID,
+        "page_number": {"type": "integer", "minimum": 1},
+        "text": {"type": "string"},
+    },
     {"confidence": {"type": ["number", "null"], "minimum": 0, "maximum": 1}},
 )
 JOB_STARTED = _object(

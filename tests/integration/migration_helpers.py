@@ -1,0 +1,74 @@
+"""Throwaway databases for migration tests: each gets the schema and a seeded monolith."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+import psycopg
+from psycopg import sql
+
+from strangler.db.migrations import migrate
+from strangler.sample.seed import seed
+
+START_DAY = date(2026, 3, 2)
+
+
+def with_database(url: str, database: str) -> str:
+    return urlunparse(urlparse(url)._replace(path=f"/{database}"))
+
+
+@contextmanager
+def seeded_database(
+    base_url: str,
+    *,
+    days: int = 2,
+    scale: float = 0.5,
+    dirty_rate: float = 0.05,
+    seed_value: int = 11,
+    start_day: date = START_DAY,
+) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = with_database(base_url, "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(base_url, name)
+    try:
+        migrate(url)
+        with psycopg.connect(url) as conn:
+            seed(
+                conn,
+                seed=seed_value,
+                days=days,
+                scale=scale,
+                dirty_rate=dirty_rate,
+                start_day=start_day,
+            )
+            conn.commit()
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def store_fingerprint(url: str) -> dict[str, Any]:
+    """Everything a run writes that must be identical however the run got there."""
+    with psycopg.connect(url) as conn:
+        events = conn.execute(
+            "SELECT event_id, aggregate_type, aggregate_id, aggregate_version, event_type,"
+            " payload::text FROM eventstore.events ORDER BY event_id"
+        ).fetchall()
+        outbox = conn.execute(
+            "SELECT event_id, topic, message_key, partition_day FROM eventstore.outbox ORDER BY event_id"
+        ).fetchall()
+        failed = conn.execute(
+            "SELECT source_table, source_key, rule, partition_key FROM migration_state.failed_entities"
+            " WHERE resolved_at IS NULL ORDER BY 1, 2, 3"
+        ).fetchall()
+    return {"events": events, "outbox": outbox, "failed": failed}
