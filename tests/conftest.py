@@ -34,9 +34,26 @@ def stack(settings: Settings) -> Stack:
     return stack
 
 
+TEST_DATABASE = "strangler_test"
+
+
 @pytest.fixture(scope="session")
 def postgres_url(stack: Stack, settings: Settings) -> str:
-    return settings.postgres_url
+    """A database of its own, so tests never touch the data `make demo` left behind."""
+    from urllib.parse import urlparse, urlunparse
+
+    import psycopg
+    from psycopg import sql
+
+    base = urlparse(settings.postgres_url)
+    admin = urlunparse(base._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (TEST_DATABASE,)
+        ).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEST_DATABASE)))
+    return urlunparse(base._replace(path=f"/{TEST_DATABASE}"))
 
 
 @pytest.fixture(scope="session")

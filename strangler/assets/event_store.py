@@ -53,7 +53,7 @@ def event_store_events(
     result = PartitionMigration(
         postgres.conninfo(),
         day,
-        run_id=context.run_id,
+        run_id=context.run.run_id,
         options=RunOptions(
             batch_size=config.batch_size,
             dry_run=config.dry_run,
