@@ -17,9 +17,7 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
         return k8s_job_executor
     if settings.executor == "in_process":
         return dg.in_process_executor
-    return dg.multiprocess_executor.configured(
-        {"max_concurrent": settings.max_concurrent_steps}
-    )
+    return dg.multiprocess_executor.configured({"max_concurrent": settings.max_concurrent_steps})
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:

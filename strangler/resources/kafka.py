@@ -38,7 +38,9 @@ class KafkaResource(dg.ConfigurableResource):
         return f"{self.topic_prefix}{name}"
 
     def producer(self, **overrides: Any) -> Producer:
-        return Producer({**self.base_config(), "acks": "all", "enable.idempotence": True, **overrides})
+        return Producer(
+            {**self.base_config(), "acks": "all", "enable.idempotence": True, **overrides}
+        )
 
     def consumer(self, group_id: str, **overrides: Any) -> Consumer:
         return Consumer(

@@ -13,7 +13,9 @@ class ClickHouseService:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.dsn = settings.clickhouse_url
-        self.data_dir = embedded_path(self.dsn) if is_embedded(self.dsn) else settings.stack_dir / "clickhouse"
+        self.data_dir = (
+            embedded_path(self.dsn) if is_embedded(self.dsn) else settings.stack_dir / "clickhouse"
+        )
         self.log_file = settings.logs_dir / "clickhouse.log"
 
     def installed(self) -> bool:
@@ -29,7 +31,9 @@ class ClickHouseService:
         """In-process engine: nothing runs between operations."""
 
     def probe(self) -> str:
-        with clickhouse_client(self.dsn, lock_timeout_s=self.settings.clickhouse_lock_timeout_s) as client:
+        with clickhouse_client(
+            self.dsn, lock_timeout_s=self.settings.clickhouse_lock_timeout_s
+        ) as client:
             return str(client.command("SELECT version()"))
 
     def status(self) -> ServiceStatus:

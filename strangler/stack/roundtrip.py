@@ -40,7 +40,9 @@ def postgres_roundtrip(pg: PostgresResource, suffix: str) -> str:
     with pg.connection() as conn:
         conn.execute(sql.SQL("CREATE TEMP TABLE {} (id int PRIMARY KEY, note text)").format(table))
         conn.execute(sql.SQL("INSERT INTO {} VALUES (%s, %s)").format(table), (1, "hello"))
-        row = conn.execute(sql.SQL("SELECT note FROM {} WHERE id = %s").format(table), (1,)).fetchone()
+        row = conn.execute(
+            sql.SQL("SELECT note FROM {} WHERE id = %s").format(table), (1,)
+        ).fetchone()
         version = conn.execute("SHOW server_version").fetchone()
     if row is None or row[0] != "hello":
         raise RuntimeError(f"postgres round-trip returned {row!r}")
@@ -135,7 +137,9 @@ def round_trip_all(
     suffix = uuid.uuid4().hex[:8]
     return [
         _timed("postgres", lambda: postgres_roundtrip(pg, suffix)),
-        _timed("kafka", lambda: kafka_roundtrip(kafka, kafka.topic(f"strangler.roundtrip.{suffix}"))),
+        _timed(
+            "kafka", lambda: kafka_roundtrip(kafka, kafka.topic(f"strangler.roundtrip.{suffix}"))
+        ),
         _timed("clickhouse", lambda: clickhouse_roundtrip(ch, suffix)),
         _timed("embedder", lambda: embedder_roundtrip(embedder)),
         _timed("weaviate", lambda: weaviate_roundtrip(wv, embedder, f"Roundtrip_{suffix}")),

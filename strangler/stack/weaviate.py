@@ -48,7 +48,9 @@ class WeaviateService:
         if self.installed():
             return
         if shutil.which("go") is None:
-            raise StackError("weaviate: install", "the Go toolchain (`go`) is required", self.install_log)
+            raise StackError(
+                "weaviate: install", "the Go toolchain (`go`) is required", self.install_log
+            )
         self.bin_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "GOBIN": str(self.bin_dir), "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod"}
         try:
@@ -61,7 +63,9 @@ class WeaviateService:
             )
         except StackError as exc:
             raise StackError(
-                "weaviate: install", f"`go install {MODULE}@{self.version}` failed", self.install_log
+                "weaviate: install",
+                f"`go install {MODULE}@{self.version}` failed",
+                self.install_log,
             ) from exc
 
     def _env(self) -> dict[str, str]:
@@ -95,7 +99,15 @@ class WeaviateService:
         if self.pid() is None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             spawn(
-                [str(self.binary), "--host", self.host, "--port", str(self.port), "--scheme", "http"],
+                [
+                    str(self.binary),
+                    "--host",
+                    self.host,
+                    "--port",
+                    str(self.port),
+                    "--scheme",
+                    "http",
+                ],
                 self.log_file,
                 self.pid_file,
                 env=self._env(),
@@ -128,7 +140,9 @@ class WeaviateService:
                 healthy = self.healthy()
             except httpx.HTTPError as exc:
                 detail = str(exc)
-        return ServiceStatus(self.name, self.version, f"{self.host}:{self.port}", pid, self.data_dir, healthy, detail)
+        return ServiceStatus(
+            self.name, self.version, f"{self.host}:{self.port}", pid, self.data_dir, healthy, detail
+        )
 
     def install_size(self) -> int:
         return dir_size(self.bin_dir)

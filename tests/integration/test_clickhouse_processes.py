@@ -25,7 +25,9 @@ WORKER = textwrap.dedent(
 )
 
 
-def test_two_processes_open_embedded_clickhouse(stack: object, settings: Settings, unique: str) -> None:
+def test_two_processes_open_embedded_clickhouse(
+    stack: object, settings: Settings, unique: str
+) -> None:
     dsn = settings.clickhouse_url
     assert dsn.startswith("chdb://")
     db = f"procs_{unique}"
@@ -45,6 +47,8 @@ def test_two_processes_open_embedded_clickhouse(stack: object, settings: Setting
     from strangler.resources.clickhouse import ClickHouseResource
 
     with ClickHouseResource(dsn=dsn).client() as c:
-        rows = c.query(f"SELECT tag, count() FROM `{db}`.hits GROUP BY tag ORDER BY tag").result_rows
+        rows = c.query(
+            f"SELECT tag, count() FROM `{db}`.hits GROUP BY tag ORDER BY tag"
+        ).result_rows
         c.command(f"DROP DATABASE `{db}`")
     assert [tuple(r) for r in rows] == [("a", 3), ("b", 3)]

@@ -20,12 +20,16 @@ def test_postgres_insert_select(postgres: PostgresResource, unique: str) -> None
     with postgres.connection() as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(schema))
         try:
-            conn.execute(sql.SQL("CREATE TABLE {}.items (id int PRIMARY KEY, name text)").format(schema))
+            conn.execute(
+                sql.SQL("CREATE TABLE {}.items (id int PRIMARY KEY, name text)").format(schema)
+            )
             conn.cursor().executemany(
                 sql.SQL("INSERT INTO {}.items VALUES (%s, %s)").format(schema),
                 [(1, "één"), (2, "two")],
             )
-            rows = conn.execute(sql.SQL("SELECT id, name FROM {}.items ORDER BY id").format(schema)).fetchall()
+            rows = conn.execute(
+                sql.SQL("SELECT id, name FROM {}.items ORDER BY id").format(schema)
+            ).fetchall()
         finally:
             conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(schema))
     assert rows == [(1, "één"), (2, "two")]
@@ -42,7 +46,9 @@ def test_kafka_produce_consume_fresh_topic(kafka: KafkaResource, unique: str) ->
             topic,
             value=f"v{i}".encode(),
             key=f"k{i % 3}".encode(),
-            on_delivery=lambda err, msg: acked.append((msg.partition(), msg.offset())) if err is None else None,
+            on_delivery=lambda err, msg: (
+                acked.append((msg.partition(), msg.offset())) if err is None else None
+            ),
         )
     assert producer.flush(15) == 0
     assert len(acked) == 10
@@ -75,7 +81,9 @@ def test_clickhouse_create_insert_select(clickhouse: ClickHouseResource, unique:
                 [[i, "a" if i % 2 else "b", 1_700_000_000 + i] for i in range(1000)],
                 column_names=["id", "kind", "at"],
             )
-            rows = client.query(f"SELECT kind, count() FROM `{db}`.events GROUP BY kind ORDER BY kind").result_rows
+            rows = client.query(
+                f"SELECT kind, count() FROM `{db}`.events GROUP BY kind ORDER BY kind"
+            ).result_rows
         finally:
             client.command(f"DROP DATABASE `{db}`")
     assert [tuple(r) for r in rows] == [("a", 500), ("b", 500)]

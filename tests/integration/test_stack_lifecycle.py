@@ -45,7 +45,12 @@ def test_down_then_up_keeps_data(
     weaviate_resource: WeaviateResource,
     unique: str,
 ) -> None:
-    table, topic, db, collection = f"keep_{unique}", f"test.keep.{unique}", f"keep_{unique}", f"Keep_{unique}"
+    table, topic, db, collection = (
+        f"keep_{unique}",
+        f"test.keep.{unique}",
+        f"keep_{unique}",
+        f"Keep_{unique}",
+    )
     with psycopg.connect(settings.postgres_url, autocommit=True) as conn:
         conn.execute(f'CREATE TABLE "{table}" (v text)')
         conn.execute(f'INSERT INTO "{table}" VALUES (%s)', ("kept",))

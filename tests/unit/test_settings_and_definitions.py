@@ -44,14 +44,18 @@ def test_defs_load_and_validate() -> None:
 
 
 @pytest.mark.parametrize("executor", ["multiprocess", "in_process", "k8s"])
-def test_definitions_build_under_every_executor(monkeypatch: pytest.MonkeyPatch, executor: str) -> None:
+def test_definitions_build_under_every_executor(
+    monkeypatch: pytest.MonkeyPatch, executor: str
+) -> None:
     monkeypatch.setenv("STRANGLER_EXECUTOR", executor)
     built = build_definitions(Settings())
     dg.Definitions.validate_loadable(built)
     assert built.executor is not None
 
 
-def test_dagster_home_points_at_stack_postgres(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_dagster_home_points_at_stack_postgres(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("STRANGLER_HOME", str(tmp_path))
     s = Settings()
     assert dagster_storage_url(s).endswith(f"/{s.dagster_postgres_db}")
@@ -61,5 +65,10 @@ def test_dagster_home_points_at_stack_postgres(monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_stack_error_names_step_and_log(tmp_path: Path) -> None:
-    err = StackError("kafka: install", "Maven could not resolve kafka_2.13:4.3.1", tmp_path / "kafka-install.log")
-    assert str(err) == f"kafka: install: Maven could not resolve kafka_2.13:4.3.1 — see {tmp_path}/kafka-install.log"
+    err = StackError(
+        "kafka: install", "Maven could not resolve kafka_2.13:4.3.1", tmp_path / "kafka-install.log"
+    )
+    assert (
+        str(err)
+        == f"kafka: install: Maven could not resolve kafka_2.13:4.3.1 — see {tmp_path}/kafka-install.log"
+    )

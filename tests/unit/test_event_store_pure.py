@@ -1,0 +1,196 @@
+"""Pure parts of the event store and migrations: URL conversion, error messages, folds, checks."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from strangler.db.migrations import MigrationError, yoyo_url
+from strangler.event_store.errors import ConcurrencyError, EventValidationError, FieldError
+from strangler.event_store.folds import apply_customer, apply_document
+from strangler.event_store.model import NewEvent, RecordedEvent, event_id_for
+from strangler.event_store.registry import field_errors
+from strangler.event_store.store import (
+    _check_ascending,
+    _check_consecutive,
+    _dedupe,
+    default_topic,
+)
+
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("url", "password", "expected"),
+    [
+        (
+            "postgresql://strangler@127.0.0.1:54329/strangler",
+            None,
+            "postgresql+psycopg://strangler@127.0.0.1:54329/strangler",
+        ),
+        (
+            "postgres://u:p@db/app?sslmode=require",
+            None,
+            "postgresql+psycopg://u:p@db/app?sslmode=require",
+        ),
+        ("postgresql://u@h:5432/d", "s3cr/t@!", "postgresql+psycopg://u:s3cr%2Ft%40%21@h:5432/d"),
+        ("postgresql://u:old@h/d", "new", "postgresql+psycopg://u:new@h/d"),
+        ("postgresql+psycopg://u@h/d", None, "postgresql+psycopg://u@h/d"),
+    ],
+)
+def test_yoyo_url(url: str, password: str | None, expected: str) -> None:
+    assert yoyo_url(url, password) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "password", "message"),
+    [
+        ("mysql://u@h/d", None, "not a Postgres URL"),
+        ("postgresql://u@h:5432", None, "names no database"),
+        ("postgresql://h:5432/d", "pw", "names no user"),
+    ],
+)
+def test_yoyo_url_rejects(url: str, password: str | None, message: str) -> None:
+    with pytest.raises(MigrationError, match=message):
+        yoyo_url(url, password)
+
+
+def test_concurrency_error_names_stream_and_versions() -> None:
+    err = ConcurrencyError("Customer", "cust-7", 3, 5)
+    assert str(err) == (
+        "Wrong expected version for Customer 'cust-7': expected version 3, actual version 5"
+    )
+    assert (err.kind, err.stream_id, err.expected, err.actual) == ("Customer", "cust-7", 3, 5)
+
+
+SCHEMA = {
+    "type": "object",
+    "required": ["email", "pages"],
+    "additionalProperties": False,
+    "properties": {
+        "email": {"type": "string", "format": "email"},
+        "plan": {"enum": ["free", "pro"]},
+        "pages": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["n"],
+                "properties": {"n": {"type": "integer", "minimum": 1}},
+            },
+        },
+    },
+}
+
+
+def test_field_errors_name_path_rule_and_message() -> None:
+    errors = field_errors(SCHEMA, {"plan": "gold", "pages": [{"n": 1}, {"n": 0}, {}]})
+    assert [(e.path, e.rule) for e in errors] == [
+        ("payload.email", "required"),
+        ("payload.pages[1].n", "minimum"),
+        ("payload.pages[2].n", "required"),
+        ("payload.plan", "enum"),
+    ]
+    assert errors[1].message == "0 is less than the minimum of 1"
+
+
+def test_field_errors_check_formats_and_extra_fields() -> None:
+    errors = field_errors(SCHEMA, {"email": "not-an-email", "pages": [], "x": 1})
+    assert {(e.path, e.rule) for e in errors} == {
+        ("payload.email", "format"),
+        ("payload", "additionalProperties"),
+    }
+
+
+def test_field_errors_empty_when_valid() -> None:
+    assert field_errors(SCHEMA, {"email": "a@b.example", "pages": [{"n": 2}]}) == []
+
+
+def test_event_validation_error_message() -> None:
+    err = EventValidationError(
+        "CustomerRegistered",
+        2,
+        [FieldError("payload.email", "required", "'email' is a required property")],
+    )
+    assert str(err) == (
+        "CustomerRegistered v2 is invalid: payload.email: required: 'email' is a required property"
+    )
+
+
+def test_default_topic_is_snake_case_domain() -> None:
+    e = NewEvent(uuid.uuid4(), "OcrPage", "1", 1, "OcrPageExtracted", {}, T0)
+    assert default_topic(e) == "ocr_page.events"
+    assert default_topic(replace(e, aggregate_type="Customer")) == "customer.events"
+
+
+def _new(aggregate_id: str, version: int, event_type: str = "CustomerUpdated") -> NewEvent:
+    return NewEvent(
+        event_id_for("t", aggregate_id, str(version)),
+        "Customer",
+        aggregate_id,
+        version,
+        event_type,
+        {"v": version},
+        T0,
+    )
+
+
+def test_consecutive_versions_required() -> None:
+    _check_consecutive([_new("a", 4), _new("a", 5)], expected_version=3)
+    _check_consecutive([_new("a", 4), _new("a", 5)], expected_version=None)
+    with pytest.raises(ValueError, match="consecutive from 3"):
+        _check_consecutive([_new("a", 4)], expected_version=2)
+    with pytest.raises(ValueError, match="consecutive"):
+        _check_consecutive([_new("a", 1), _new("a", 3)], expected_version=None)
+
+
+def test_batch_must_ascend_per_aggregate_and_dedupes() -> None:
+    _check_ascending([_new("a", 1), _new("b", 5), _new("a", 2)])
+    with pytest.raises(ValueError, match="ascending"):
+        _check_ascending([_new("a", 2), _new("a", 1)])
+    assert _dedupe([_new("a", 1), _new("a", 1), _new("a", 2)]) == [_new("a", 1), _new("a", 2)]
+
+
+def _recorded(version: int, event_type: str, payload: dict[str, object]) -> RecordedEvent:
+    at = T0 + timedelta(minutes=version)
+    return RecordedEvent(
+        version, uuid.uuid4(), "Document", "d", version, event_type, payload, at, at, 1, {}
+    )
+
+
+def test_document_fold_state_survives_json_round_trip() -> None:
+    events = [
+        _recorded(1, "DocumentUploaded", {"title": "t", "customer_id": 3}),
+        _recorded(2, "DocumentStatusChanged", {"status": "ocr"}),
+        _recorded(3, "OcrPageExtracted", {"page_number": 1, "text": "abc", "confidence": 0.5}),
+        _recorded(4, "ProcessingJobFailed", {"job_id": 9, "job_type": "ocr"}),
+    ]
+    full: dict[str, object] = {"id": "d"}
+    for e in events:
+        full = apply_document(full, e)
+    split: dict[str, object] = {"id": "d"}
+    for e in events[:2]:
+        split = apply_document(split, e)
+    split = json.loads(json.dumps(split))
+    for e in events[2:]:
+        split = apply_document(split, e)
+    assert split == full
+    assert full["status"] == "ocr"
+    assert full["ocr_pages"] == {"1": {"chars": 3, "confidence": 0.5}}
+    assert full["jobs"] == {
+        "9": {"job_type": "ocr", "status": "failed", "at": events[3].occurred_at.isoformat()}
+    }
+
+
+def test_customer_fold_registers_merges_and_deletes() -> None:
+    state: dict[str, object] = {"id": "c"}
+    state = apply_customer(
+        state, _recorded(1, "CustomerRegistered", {"email": "a@x", "plan": "free"})
+    )
+    state = apply_customer(state, _recorded(2, "CustomerPlanChanged", {"plan": "pro"}))
+    assert (state["plan"], state["deleted"]) == ("pro", False)
+    state = apply_customer(state, _recorded(3, "CustomerDeleted", {}))
+    assert state["deleted"] is True
