@@ -7,6 +7,8 @@
 --     before it takes any position; the global reader relies on this to never skip an event
 --     whose transaction commits after one with a higher position;
 --   * write each event's outbox row in the same transaction as the event.
+-- A snapshot is trusted only while the event it was folded up to (last_event_id at
+-- aggregate_version) is still stored, so rolling events back never leaves a stale snapshot in use.
 -- depends: 001_monolith
 
 CREATE SCHEMA IF NOT EXISTS eventstore;
@@ -53,6 +55,7 @@ CREATE TABLE eventstore.snapshots (
     aggregate_type    text        NOT NULL,
     aggregate_id      text        NOT NULL,
     aggregate_version integer     NOT NULL CHECK (aggregate_version >= 1),
+    last_event_id     uuid        NOT NULL,
     fold_version      integer     NOT NULL DEFAULT 1,
     state             jsonb       NOT NULL,
     taken_at          timestamptz NOT NULL DEFAULT now(),

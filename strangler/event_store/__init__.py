@@ -1,1 +1,1 @@
-"""The Postgres event store: append with optimistic concurrency, gap-free reads, snapshots, sagas."""
+"""The Postgres event store: optimistic appends, gap-free global reads, snapshots, sagas."""
