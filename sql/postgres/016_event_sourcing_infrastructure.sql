@@ -9,6 +9,9 @@
 --   * write each event's outbox row in the same transaction as the event.
 -- A snapshot is trusted only while the event it was folded up to (last_event_id at
 -- aggregate_version) is still stored, so rolling events back never leaves a stale snapshot in use.
+-- Partition day: the Dagster partition an event belongs to. A migration sets it in
+-- metadata.partition_day (the day of the source row, so a late edit of an old row stays in
+-- that row's day and a re-run of the day covers it); otherwise it is the UTC day of occurred_at.
 -- depends: 001_monolith
 
 CREATE SCHEMA IF NOT EXISTS eventstore;
@@ -26,7 +29,11 @@ CREATE TABLE eventstore.events (
     occurred_at       timestamptz NOT NULL,
     recorded_at       timestamptz NOT NULL DEFAULT now(),
     writer_xid        xid8        NOT NULL DEFAULT pg_current_xact_id(),
-    partition_day     date        GENERATED ALWAYS AS ((occurred_at AT TIME ZONE 'UTC')::date) STORED,
+    partition_day     date        GENERATED ALWAYS AS (COALESCE(
+        make_date(substr(metadata ->> 'partition_day', 1, 4)::int,
+                  substr(metadata ->> 'partition_day', 6, 2)::int,
+                  substr(metadata ->> 'partition_day', 9, 2)::int),
+        (occurred_at AT TIME ZONE 'UTC')::date)) STORED,
     CONSTRAINT events_aggregate_version_key
         UNIQUE (aggregate_type, aggregate_id, aggregate_version)
 );
@@ -41,7 +48,11 @@ CREATE TABLE eventstore.outbox (
     headers       jsonb       NOT NULL DEFAULT '{}'::jsonb,
     payload       jsonb       NOT NULL,
     occurred_at   timestamptz NOT NULL,
-    partition_day date        GENERATED ALWAYS AS ((occurred_at AT TIME ZONE 'UTC')::date) STORED,
+    partition_day date        GENERATED ALWAYS AS (COALESCE(
+        make_date(substr(payload -> 'metadata' ->> 'partition_day', 1, 4)::int,
+                  substr(payload -> 'metadata' ->> 'partition_day', 6, 2)::int,
+                  substr(payload -> 'metadata' ->> 'partition_day', 9, 2)::int),
+        (occurred_at AT TIME ZONE 'UTC')::date)) STORED,
     created_at    timestamptz NOT NULL DEFAULT now(),
     published_at  timestamptz
 );

@@ -108,8 +108,14 @@ def test_late_edit_appends_only_the_new_change(postgres_url: str) -> None:
                 " WHERE aggregate_type = 'Document' AND aggregate_id = %s ORDER BY aggregate_version",
                 (str(doc[0]),),
             ).fetchall()
+            days = conn.execute(
+                "SELECT DISTINCT o.partition_day FROM eventstore.outbox o JOIN eventstore.events e USING (event_id)"
+                " WHERE e.aggregate_type = 'Document' AND e.aggregate_id = %s",
+                (str(doc[0]),),
+            ).fetchall()
         assert [v for v, _ in versions] == list(range(1, len(versions) + 1))
         assert versions[-1][1] == "DocumentStatusChanged"
+        assert days == [(DAYS[0],)], "a late edit stays in its source row's partition"
 
 
 def test_dry_run_writes_nothing(postgres_url: str) -> None:
