@@ -6,6 +6,7 @@ import dagster as dg
 from dagster_k8s import k8s_job_executor
 
 from strangler.assets.event_store import event_store_events
+from strangler.assets.kafka_topics import kafka_topics
 from strangler.assets.monolith import monolith_sources
 from strangler.resources.factory import build_resources
 from strangler.settings import Settings, get_settings
@@ -22,7 +23,7 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=[*monolith_sources, event_store_events],
+        assets=[*monolith_sources, event_store_events, kafka_topics],
         asset_checks=[],
         sensors=[],
         resources=build_resources(settings),

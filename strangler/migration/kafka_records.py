@@ -183,12 +183,14 @@ def read_ranges(
                 err = msg.error()
                 if err is not None:
                     raise RuntimeError(f"Kafka error while reading {partition_day}: {err}")
-                key = (msg.topic(), msg.partition())
-                r = pending.get(key)
-                offset = msg.offset()
-                if r is None or offset >= r.end_offset:
+                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+                if topic is None or partition is None or offset is None:
                     continue
-                record = decode(msg.value(), msg.topic(), msg.partition(), offset)
+                wanted = pending.get((topic, partition))
+                value = msg.value()
+                if wanted is None or offset >= wanted.end_offset or value is None:
+                    continue
+                record = decode(value, topic, partition, offset)
                 if record.partition_day == partition_day:
                     batch.append(record)
             for key, r in list(pending.items()):

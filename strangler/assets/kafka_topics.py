@@ -1,0 +1,112 @@
+"""Kafka topics as daily-partitioned assets, published together from the outbox."""
+
+import dagster as dg
+from pydantic import Field
+
+from strangler.assets.event_store import _dry_run_default
+from strangler.assets.monolith import OWNERS
+from strangler.migration.events import TOPICS
+from strangler.migration.outbox_relay import DayRelay, RelayOptions
+from strangler.migration.topics import domain_topic_specs, ensure_topics, progress_topic_spec
+from strangler.partitions import daily_partitions
+from strangler.resources.kafka import KafkaResource
+from strangler.resources.postgres import PostgresResource
+from strangler.settings import get_settings
+
+CODE_VERSION = "1"
+_settings = get_settings()
+
+
+def kafka_topic_key(topic: str) -> dg.AssetKey:
+    return dg.AssetKey(["kafka", topic])
+
+
+class OutboxRelayConfig(dg.Config):
+    dry_run: bool = Field(default=_dry_run_default(), description="Count what would be sent; publish nothing.")
+    workers: int = Field(default=_settings.relay_workers, ge=1, description="Topics published in parallel.")
+    batch_size: int = Field(default=_settings.relay_batch_size, ge=1, description="Outbox rows per fetch.")
+    transaction_size: int = Field(
+        default=_settings.relay_transaction_size, ge=1, description="Events per Kafka transaction."
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            key=kafka_topic_key(topic),
+            deps=[dg.AssetKey(["event_store", "events"])],
+            group_name="kafka",
+            kinds={"kafka"},
+            owners=OWNERS,
+            code_version=CODE_VERSION,
+            description=(
+                f"Topic `{topic}` (key = aggregate id). A day is published exactly once for "
+                "read_committed readers; its offsets per Kafka partition are recorded in "
+                "migration_state.kafka_offset_ranges."
+            ),
+            skippable=True,
+        )
+        for topic in TOPICS.values()
+    ],
+    partitions_def=daily_partitions,
+    can_subset=True,
+    name="kafka_topics",
+)
+def kafka_topics(
+    context: dg.AssetExecutionContext,
+    config: OutboxRelayConfig,
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+):  # type: ignore[no-untyped-def]
+    selected = [key.path[-1] for key in context.selected_asset_keys]
+    settings = get_settings()
+    specs = domain_topic_specs(
+        kafka.topic_prefix,
+        partitions=settings.kafka_partitions,
+        replication_factor=settings.kafka_replication_factor,
+        min_insync_replicas=settings.kafka_min_insync_replicas,
+        retention_days=settings.kafka_retention_days,
+        compaction=settings.kafka_compaction,
+        message_max_bytes=settings.kafka_message_max_bytes,
+    )
+    progress_spec = progress_topic_spec(kafka.topic_prefix, settings.kafka_replication_factor)
+    admin = kafka.admin()
+    drift = ensure_topics(admin, [*specs, progress_spec])
+    for line in drift:
+        context.log.warning(f"topic config drift (not changed): {line}")
+    results = DayRelay(
+        postgres.conninfo(),
+        kafka,
+        context.partition_key,
+        [kafka.topic(t) for t in selected],
+        progress_spec.name,
+        run_id=context.run.run_id,
+        options=RelayOptions(
+            dry_run=config.dry_run,
+            workers=config.workers,
+            batch_size=config.batch_size,
+            transaction_size=config.transaction_size,
+            message_max_bytes=settings.kafka_message_max_bytes,
+        ),
+        report=context.log.info,
+    ).run()
+    for name, result in zip(selected, results, strict=True):
+        yield dg.MaterializeResult(
+            asset_key=kafka_topic_key(name),
+            metadata={
+                "dry_run": config.dry_run,
+                "topic": result.topic,
+                "events_published": result.published,
+                "bytes": result.bytes,
+                "events_per_s": dg.FloatMetadataValue(round(result.rate, 1)),
+                "duration_s": dg.FloatMetadataValue(round(result.duration_s, 3)),
+                "transactions": result.transactions,
+                "retries": result.retries,
+                "failed": result.failed,
+                "would_send": result.would_send,
+                "would_send_bytes": result.would_send_bytes,
+                "offset_ranges": dg.JsonMetadataValue(result.offset_ranges()),
+                "published_total_for_day": result.progress.published,
+                "config_drift": dg.JsonMetadataValue([d for d in drift if d.startswith(result.topic + ":")]),
+            },
+        )

@@ -1,0 +1,466 @@
+"""Publish one day of the outbox to Kafka, exactly once for `read_committed` readers.
+
+Per topic and day: an idempotent, transactional producer (transactional.id = topic + day, so
+a restarted run fences the dead one), key = aggregate id, headers = event id, type, schema
+version, occurred_at, partition day, source. Each transaction carries up to N records plus the
+new progress (see `relay_progress`); the day's offset ranges are then recorded in
+`kafka_offset_ranges`, replacing those of an earlier run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from confluent_kafka import KafkaError, KafkaException, Producer
+from psycopg.types.json import Jsonb
+from tenacity import (
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from strangler.migration.kafka_records import SOURCE
+from strangler.migration.relay_progress import (
+    TopicProgress,
+    progress_key,
+    read_progress,
+    reader_group,
+)
+from strangler.resources.kafka import KafkaResource
+
+MIGRATION = "kafka"
+log = logging.getLogger(__name__)
+
+_ROWS = """
+SELECT o.position, o.message_key, o.headers,
+       (o.payload || jsonb_build_object('partition_day', o.partition_day))::text AS value
+FROM eventstore.outbox o
+WHERE o.partition_day = %s AND o.topic = %s AND o.position > %s
+ORDER BY o.position
+"""
+_DRY = """
+SELECT count(*), coalesce(sum(octet_length(o.payload::text) + octet_length(o.message_key)), 0)
+FROM eventstore.outbox o
+WHERE o.partition_day = %s AND o.topic = %s AND o.position > %s
+"""
+
+
+class RetriableRelayError(RuntimeError):
+    """The transaction was aborted and can be redone from the last committed progress."""
+
+
+class FatalRelayError(RuntimeError):
+    """The producer cannot go on (fenced, unauthorized, ...); the broker's message says why."""
+
+
+@dataclass(frozen=True)
+class RelayOptions:
+    dry_run: bool = False
+    workers: int = 4
+    batch_size: int = 5_000
+    transaction_size: int = 20_000
+    message_max_bytes: int = 1_000_000
+    flush_timeout_s: float = 120.0
+    attempts: int = 6
+
+
+@dataclass
+class TopicResult:
+    topic: str
+    published: int = 0
+    bytes: int = 0
+    failed: int = 0
+    would_send: int = 0
+    would_send_bytes: int = 0
+    duration_s: float = 0.0
+    transactions: int = 0
+    retries: int = 0
+    progress: TopicProgress = field(default_factory=TopicProgress)
+
+    @property
+    def rate(self) -> float:
+        return self.published / self.duration_s if self.duration_s else 0.0
+
+    def offset_ranges(self) -> dict[str, list[int]]:
+        return {
+            str(p): [first, last + 1] for p, (first, last) in sorted(self.progress.ranges.items())
+        }
+
+
+@dataclass
+class _Row:
+    position: int
+    key: str
+    headers: dict[str, str]
+    value: str
+
+
+def transactional_id(topic: str, partition_key: str) -> str:
+    return f"strangler-relay.{topic}.{partition_key}"
+
+
+class DayRelay:
+    """Publishes the outbox rows of one day for a set of topics (one worker per topic)."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        kafka: KafkaResource,
+        partition_key: str,
+        topics: Sequence[str],
+        progress_topic: str,
+        *,
+        run_id: str | None = None,
+        options: RelayOptions | None = None,
+        report: Callable[[str], None] | None = None,
+    ) -> None:
+        self.conninfo = conninfo
+        self.kafka = kafka
+        self.key = partition_key
+        self.topics = list(topics)
+        self.progress_topic = progress_topic
+        self.run_id = run_id or f"cli-{uuid.uuid4()}"
+        self.options = options or RelayOptions()
+        self.report = report or log.info
+
+    def run(self) -> list[TopicResult]:
+        producers: dict[str, Producer] = {}
+        if not self.options.dry_run:
+            for topic in self.topics:
+                producer = self._producer(topic)
+                producer.init_transactions(60)
+                producers[topic] = producer
+        progress = self._read_progress()
+        with ThreadPoolExecutor(
+            max_workers=max(1, self.options.workers), thread_name_prefix="relay"
+        ) as pool:
+            futures = [
+                pool.submit(
+                    self._topic, topic, producers.get(topic), progress.get(topic, TopicProgress())
+                )
+                for topic in self.topics
+            ]
+            return [f.result() for f in futures]
+
+    # -- per topic ---------------------------------------------------------------------------
+
+    def _topic(self, topic: str, producer: Producer | None, progress: TopicProgress) -> TopicResult:
+        result = TopicResult(topic, progress=progress)
+        started = time.monotonic()
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            if producer is None:
+                row = conn.execute(_DRY, (self.key, topic, progress.last_position)).fetchone()
+                result.would_send, result.would_send_bytes = (
+                    (int(row[0]), int(row[1])) if row else (0, 0)
+                )
+                self.report(f"[dry run] {topic} {self.key}: would send {result.would_send} events")
+                return result
+            run_key = f"{self.run_id}:{topic}"
+            total = self._start_run(conn, run_key, topic, progress)
+            try:
+                with psycopg.connect(self.conninfo) as reader, reader.cursor(name="relay") as cur:
+                    cur.itersize = self.options.batch_size
+                    cur.execute(_ROWS, (self.key, topic, progress.last_position))
+                    chunk: list[_Row] = []
+                    while rows := cur.fetchmany(self.options.batch_size):
+                        chunk.extend(_Row(int(r[0]), r[1], r[2], r[3]) for r in rows)
+                        if len(chunk) >= self.options.transaction_size:
+                            self._commit_chunk(conn, producer, topic, chunk, result)
+                            self._progress_run(conn, run_key, result, total, started)
+                            chunk = []
+                    if chunk:
+                        self._commit_chunk(conn, producer, topic, chunk, result)
+            except BaseException as exc:
+                self._finish_run(conn, run_key, result, "failed", repr(exc))
+                raise
+            result.duration_s = time.monotonic() - started
+            self._record_ranges(conn, topic, result)
+            conn.execute(
+                "UPDATE eventstore.outbox SET published_at = now() WHERE partition_day = %s AND topic = %s"
+                " AND position <= %s AND published_at IS NULL",
+                (self.key, topic, result.progress.last_position),
+            )
+            self._finish_run(conn, run_key, result, "succeeded", None)
+        self.report(
+            f"{topic} {self.key}: {result.published} events in {result.transactions} transactions, "
+            f"{result.failed} failed, {result.rate:.0f} events/s"
+        )
+        return result
+
+    def _commit_chunk(
+        self,
+        conn: psycopg.Connection[Any],
+        producer: Producer,
+        topic: str,
+        chunk: list[_Row],
+        result: TopicResult,
+    ) -> None:
+        retries_before = result.retries
+
+        @retry(
+            retry=retry_if_exception_type(RetriableRelayError),
+            wait=wait_exponential_jitter(initial=1, max=30),
+            stop=stop_after_attempt(self.options.attempts),
+            reraise=True,
+            before_sleep=lambda state: self.report(
+                f"{topic} {self.key}: retrying transaction after {state.outcome.exception() if state.outcome else '?'}"
+            ),
+        )
+        def attempt() -> None:
+            if result.retries > retries_before:
+                committed = self._read_progress([topic]).get(topic, TopicProgress())
+                if committed.last_position >= chunk[-1].position:
+                    result.progress = committed
+                    return
+            self._publish(
+                conn,
+                producer,
+                topic,
+                [r for r in chunk if r.position > result.progress.last_position],
+                result,
+            )
+
+        try:
+            attempt()
+        except RetriableRelayError as exc:
+            raise FatalRelayError(
+                f"{topic} {self.key}: gave up after {self.options.attempts} attempts: {exc}"
+            ) from exc
+
+    def _publish(
+        self,
+        conn: psycopg.Connection[Any],
+        producer: Producer,
+        topic: str,
+        rows: list[_Row],
+        result: TopicResult,
+    ) -> None:
+        if not rows:
+            return
+        delivered: list[tuple[int, int]] = []
+        errors: list[KafkaError] = []
+
+        def on_delivery(err: KafkaError | None, msg: Any) -> None:
+            if err is not None:
+                errors.append(err)
+            else:
+                delivered.append((msg.partition(), msg.offset()))
+
+        oversized: list[tuple[_Row, str]] = []
+        sent_bytes = 0
+        try:
+            producer.begin_transaction()
+            for row in rows:
+                value = row.value.encode()
+                if len(value) + len(row.key) > self.options.message_max_bytes:
+                    oversized.append(
+                        (
+                            row,
+                            f"{len(value)} bytes > message.max.bytes {self.options.message_max_bytes}",
+                        )
+                    )
+                    continue
+                headers: list[tuple[str, str | bytes | None]] = [
+                    (k, str(v).encode()) for k, v in row.headers.items()
+                ]
+                headers += [("partition_day", self.key.encode()), ("source", SOURCE.encode())]
+                self._produce(
+                    producer, topic, row.key.encode(), value, headers, on_delivery, oversized, row
+                )
+                sent_bytes += len(value)
+            if producer.flush(self.options.flush_timeout_s) > 0 or errors:
+                raise KafkaException(errors[0] if errors else KafkaError(KafkaError._TIMED_OUT))
+            progress = result.progress.advanced(rows[-1].position, delivered, len(delivered))
+            producer.produce(
+                self.progress_topic,
+                key=progress_key(topic, self.key).encode(),
+                value=progress.to_json(),
+            )
+            self._record_failures(conn, topic, oversized)
+            producer.commit_transaction(self.options.flush_timeout_s)
+        except KafkaException as exc:
+            self._abort(producer, exc)
+            result.retries += 1
+            raise RetriableRelayError(str(exc)) from exc
+        result.progress = progress
+        result.published += len(delivered)
+        result.bytes += sent_bytes
+        result.failed += len(oversized)
+        result.transactions += 1
+
+    @staticmethod
+    def _produce(
+        producer: Producer,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: list[tuple[str, str | bytes | None]],
+        on_delivery: Callable[[KafkaError | None, Any], None],
+        oversized: list[tuple[_Row, str]],
+        row: _Row,
+    ) -> None:
+        while True:
+            try:
+                producer.produce(
+                    topic, value=value, key=key, headers=headers, on_delivery=on_delivery
+                )
+                return
+            except BufferError:
+                producer.poll(0.1)
+            except KafkaException as exc:
+                if exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                    oversized.append((row, str(exc.args[0])))
+                    return
+                raise
+
+    @staticmethod
+    def _abort(producer: Producer, cause: KafkaException) -> None:
+        error = cause.args[0] if cause.args and isinstance(cause.args[0], KafkaError) else None
+        if error is not None and error.fatal():
+            raise FatalRelayError(f"Kafka producer failed fatally: {error.str()}") from cause
+        try:
+            producer.abort_transaction(60)
+        except KafkaException as abort_exc:
+            abort_error = abort_exc.args[0]
+            if abort_error.fatal():
+                raise FatalRelayError(
+                    f"Kafka producer failed fatally: {abort_error.str()}"
+                ) from abort_exc
+            log.warning(
+                "abort_transaction failed (%s); retrying with progress read back from Kafka",
+                abort_error,
+            )
+
+    # -- Kafka helpers -------------------------------------------------------------------------
+
+    def _producer(self, topic: str) -> Producer:
+        return self.kafka.producer(
+            **{
+                "transactional.id": transactional_id(topic, self.key),
+                "enable.idempotence": True,
+                "acks": "all",
+                "partitioner": "murmur2_random",
+                "linger.ms": 20,
+                "batch.num.messages": 10_000,
+                "compression.type": "lz4",
+                "message.max.bytes": max(self.options.message_max_bytes + 65_536, 1_000_000),
+                "transaction.timeout.ms": int(self.options.flush_timeout_s * 1000) + 10_000,
+                "message.timeout.ms": int(self.options.flush_timeout_s * 1000),
+                "queue.buffering.max.messages": 200_000,
+            }
+        )
+
+    def _read_progress(self, topics: Sequence[str] | None = None) -> dict[str, TopicProgress]:
+        wanted = list(topics) if topics is not None else self.topics
+        consumer = self.kafka.consumer(reader_group())
+        try:
+            found = read_progress(
+                consumer, self.progress_topic, {progress_key(t, self.key) for t in wanted}
+            )
+        finally:
+            consumer.close()
+        return {
+            t: found[progress_key(t, self.key)]
+            for t in wanted
+            if progress_key(t, self.key) in found
+        }
+
+    # -- Postgres bookkeeping --------------------------------------------------------------------
+
+    def _record_failures(
+        self, conn: psycopg.Connection[Any], topic: str, oversized: list[tuple[_Row, str]]
+    ) -> None:
+        if not oversized:
+            return
+        conn.cursor().executemany(
+            "INSERT INTO migration_state.failed_entities"
+            " (migration, partition_key, source_table, source_key, rule, reason, payload, run_id)"
+            " VALUES (%s, %s, 'eventstore.outbox', %s, 'message_too_large', %s, %s, %s)"
+            " ON CONFLICT (migration, source_table, source_key, rule) DO UPDATE SET reason = EXCLUDED.reason,"
+            " occurrences = failed_entities.occurrences + 1, last_seen_at = now(), run_id = EXCLUDED.run_id",
+            [
+                (
+                    MIGRATION,
+                    self.key,
+                    str(row.position),
+                    f"{topic}: {why}",
+                    Jsonb({"position": row.position, "key": row.key, "headers": row.headers}),
+                    self.run_id,
+                )
+                for row, why in oversized
+            ],
+        )
+
+    def _record_ranges(
+        self, conn: psycopg.Connection[Any], topic: str, result: TopicResult
+    ) -> None:
+        """Replace the day's ranges for this topic with what Kafka committed."""
+        with conn.transaction():
+            conn.execute(
+                "DELETE FROM migration_state.kafka_offset_ranges WHERE topic = %s AND partition_key = %s",
+                (topic, self.key),
+            )
+            conn.cursor().executemany(
+                "INSERT INTO migration_state.kafka_offset_ranges"
+                " (topic, partition_key, kafka_partition, start_offset, end_offset, asset_key, run_id)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (topic, self.key, p, first, last + 1, f"kafka/{topic}", self.run_id)
+                    for p, (first, last) in sorted(result.progress.ranges.items())
+                ],
+            )
+
+    def _start_run(
+        self, conn: psycopg.Connection[Any], run_key: str, topic: str, progress: TopicProgress
+    ) -> int:
+        row = conn.execute(_DRY, (self.key, topic, progress.last_position)).fetchone()
+        total = int(row[0]) if row else 0
+        conn.execute(
+            "INSERT INTO migration_state.migration_runs (run_id, migration, partition_key, status, dry_run,"
+            " code_version, total_items) VALUES (%s, %s, %s, 'running', false, %s, %s)"
+            " ON CONFLICT (run_id) DO UPDATE SET status = 'running', total_items = EXCLUDED.total_items,"
+            " processed_items = 0, failed_items = 0, updated_at = now(), finished_at = NULL, error = NULL",
+            (run_key, f"{MIGRATION}:{topic}", self.key, "1", total),
+        )
+        return total
+
+    def _progress_run(
+        self,
+        conn: psycopg.Connection[Any],
+        run_key: str,
+        result: TopicResult,
+        total: int,
+        started: float,
+    ) -> None:
+        elapsed = max(time.monotonic() - started, 1e-9)
+        rate = result.published / elapsed
+        remaining = max(total - result.published - result.failed, 0)
+        conn.execute(
+            "UPDATE migration_state.migration_runs SET processed_items = %s, failed_items = %s, rate_per_s = %s,"
+            " eta_at = now() + make_interval(secs => %s), updated_at = now() WHERE run_id = %s",
+            (result.published, result.failed, rate, remaining / rate if rate else 0, run_key),
+        )
+        self.report(f"{result.topic} {self.key}: {result.published}/{total} events, {rate:.0f}/s")
+
+    def _finish_run(
+        self,
+        conn: psycopg.Connection[Any],
+        run_key: str,
+        result: TopicResult,
+        status: str,
+        error: str | None,
+    ) -> None:
+        conn.execute(
+            "UPDATE migration_state.migration_runs SET status = %s, error = %s, processed_items = %s,"
+            " failed_items = %s, rate_per_s = %s, eta_at = NULL, updated_at = now(), finished_at = now()"
+            " WHERE run_id = %s",
+            (status, error, result.published, result.failed, result.rate, run_key),
+        )

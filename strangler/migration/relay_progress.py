@@ -1,0 +1,105 @@
+"""The relay's progress, committed inside the same Kafka transaction as the records.
+
+A crash can never separate "records published" from "progress recorded": both commit or
+neither does. Recovery reads the progress back from Kafka (read_committed), after the new
+producer's `init_transactions` aborted whatever the dead one left open.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, TopicPartition
+
+
+def progress_key(topic: str, partition_key: str) -> str:
+    return f"{topic}|{partition_key}"
+
+
+@dataclass
+class TopicProgress:
+    """How far one topic of one day is published: outbox position, count, offsets per partition."""
+
+    last_position: int = 0
+    published: int = 0
+    ranges: dict[int, tuple[int, int]] = field(default_factory=dict)
+    """Kafka partition -> (first offset, last offset) of this day's records."""
+
+    def advanced(
+        self, last_position: int, offsets: Iterable[tuple[int, int]], count: int
+    ) -> TopicProgress:
+        ranges = dict(self.ranges)
+        for partition, offset in offsets:
+            first, last = ranges.get(partition, (offset, offset))
+            ranges[partition] = (min(first, offset), max(last, offset))
+        return TopicProgress(max(self.last_position, last_position), self.published + count, ranges)
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "last_position": self.last_position,
+                "published": self.published,
+                "ranges": {str(p): list(r) for p, r in sorted(self.ranges.items())},
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, value: bytes) -> TopicProgress:
+        doc = json.loads(value)
+        return cls(
+            int(doc["last_position"]),
+            int(doc["published"]),
+            {int(p): (int(r[0]), int(r[1])) for p, r in doc["ranges"].items()},
+        )
+
+
+def read_progress(
+    consumer: Consumer, progress_topic: str, keys: set[str], timeout_s: float = 180.0
+) -> dict[str, TopicProgress]:
+    """The latest committed progress for `keys` (missing key = nothing published yet).
+
+    Reads the compacted topic up to its current end; with read_committed the consumer stops at
+    the last stable offset, so this waits for open transactions of other relays to finish
+    (bounded by their transaction timeout).
+    """
+    tp = TopicPartition(progress_topic, 0)
+    low, high = consumer.get_watermark_offsets(tp, timeout=10)
+    found: dict[str, TopicProgress] = {}
+    if high <= low:
+        return found
+    consumer.assign([TopicPartition(progress_topic, 0, low)])
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            for msg in consumer.consume(num_messages=1_000, timeout=0.5):
+                if msg.error() is not None:
+                    raise RuntimeError(
+                        f"reading relay progress from {progress_topic}: {msg.error()}"
+                    )
+                raw_key = msg.key()
+                key = raw_key.decode() if isinstance(raw_key, bytes) else ""
+                if key in keys:
+                    value = msg.value()
+                    if value is None:
+                        found.pop(key, None)
+                    else:
+                        found[key] = TopicProgress.from_json(value)
+            position = consumer.position([tp])[0].offset
+            if position >= high:
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"relay progress in {progress_topic} stayed behind offset {high} for {timeout_s:.0f}s "
+                    "(an open transaction of another relay?)"
+                )
+    finally:
+        consumer.unassign()
+
+
+def reader_group() -> str:
+    """A throwaway group id: progress reads never commit offsets."""
+    return f"strangler-relay-progress-{uuid.uuid4().hex[:8]}"
