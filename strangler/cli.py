@@ -120,9 +120,10 @@ def demo(
     seed_value: Annotated[int, typer.Option("--seed", help="Sample seed.")] = 7,
 ) -> None:
     """The main job: stack up, round-trip every store, seed the monolith, migrate each day."""
-    import dagster as dg
-
-    from strangler.demo import migrate_days, sample_days, seed_sample
+    from strangler.assets.event_store import event_store_events
+    from strangler.assets.kafka_topics import kafka_topics
+    from strangler.cli_migrate import launch
+    from strangler.demo import sample_days, seed_sample
     from strangler.resources.factory import build_resources
     from strangler.stack.roundtrip import round_trip_all
 
@@ -145,34 +146,25 @@ def demo(
         settings, days=days, scale=scale, dirty_rate=dirty_rate, seed_value=seed_value
     )
     report.render(console)
+    sample = sample_days(report)
     console.print(
-        f"materializing event_store/events for {days} days (Dagster home {os.environ['DAGSTER_HOME']})"
+        f"migrating {len(sample)} sample days through Dagster (home {os.environ['DAGSTER_HOME']})"
     )
-    with dg.DagsterInstance.get() as instance:
-        day_results = migrate_days(settings, sample_days(report), instance, console.print)
-    summary = Table(title="event_store/events, one Dagster run per day")
-    for column in ("day", "source rows", "migrated", "failed", "new events", "seconds", "run id"):
-        summary.add_column(column)
-    for d in day_results:
-        summary.add_row(
-            d.day,
-            str(d.source_rows),
-            str(d.migrated),
-            str(d.failed),
-            str(d.events_written),
-            f"{d.seconds:.1f}",
-            d.run_id[:8],
-        )
-    console.print(summary)
-    console.print("failed rows: migration_state.failed_entities; runs: `make ui` or `dagster dev`")
+    launch("event_store/events", event_store_events, sample, {"dry_run": False}, "event_store")
+    launch("kafka topics", kafka_topics, sample, {"dry_run": False}, "kafka:%")
+    console.print(
+        "failed rows: migration_state.failed_entities; runs: `dagster dev` in this folder"
+    )
 
 
 def _mount_optional() -> None:
     """Mount the sub-commands that live beside their modules (db, seed)."""
+    from strangler.cli_migrate import migrate_app
     from strangler.db.cli import db_app
     from strangler.sample.cli import seed_command
 
     app.add_typer(db_app, name="db")
+    app.add_typer(migrate_app, name="migrate")
     app.command("seed")(seed_command)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import dagster as dg
 
@@ -19,7 +19,15 @@ def _secret(settings_value: object, env_name: str) -> Any:
     return dg.EnvVar(env_name) if settings_value is not None else None
 
 
-def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+class StranglerResources(TypedDict):
+    postgres: PostgresResource
+    kafka: KafkaResource
+    clickhouse: ClickHouseResource
+    weaviate: WeaviateResource
+    embedder: EmbedderResource
+
+
+def build_resources(settings: Settings) -> StranglerResources:
     return {
         "postgres": PostgresResource(
             url=settings.postgres_url,

@@ -197,7 +197,9 @@ class KafkaService:
         producer.produce(
             HEALTH_TOPIC,
             token,
-            on_delivery=lambda err, msg: delivered.append(msg.offset()) if err is None else None,
+            on_delivery=lambda err, msg: (
+                delivered.append(msg.offset() or 0) if err is None else None
+            ),
         )
         producer.flush(6)
         if not delivered:

