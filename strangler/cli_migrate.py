@@ -50,7 +50,10 @@ def launch(
     """Materialize `asset` for each day in the stack's instance, with a live progress bar."""
     settings = get_settings()
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
-    run_config = {"ops": {asset.op.name: {"config": op_config}}}
+    run_config = {
+        "ops": {asset.op.name: {"config": op_config}},
+        "loggers": {"console": {"config": {"log_level": "INFO"}}},
+    }
     with (
         dg.DagsterInstance.get() as instance,
         Progress(
@@ -88,17 +91,24 @@ def launch(
     return runs
 
 
+SUMMARY_FIGURES = (
+    "source_rows",
+    "migrated",
+    "failed",
+    "events_written",
+    "events_published",
+    "events_per_s",
+    "rows",
+)
+
+
 def summarize(runs: list[DayRun]) -> None:
     table = Table(title="materializations")
     for column in ("day", "run", "ok", "asset", "figures"):
         table.add_column(column)
     for run in runs:
         for key, meta in run.metadata.items():
-            figures = ", ".join(
-                f"{k}={v}"
-                for k, v in meta.items()
-                if isinstance(v, int | float) and not isinstance(v, bool)
-            )
+            figures = ", ".join(f"{k}={meta[k]}" for k in SUMMARY_FIGURES if k in meta)
             table.add_row(
                 run.partition_key, run.run_id[:8], "yes" if run.success else "no", key, figures
             )
