@@ -17,19 +17,12 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
-from datetime import date
-from urllib.parse import urlparse, urlunparse
 
 import psycopg
 from psycopg import sql
 
-from strangler.db.migrations import migrate
-from strangler.sample.seed import seed
-from strangler.settings import get_settings
+from bench.common import DAY, seeded_day
 
-DAY = date(2026, 2, 2)
-ROWS_PER_SCALE = 5_900
 CHILD = textwrap.dedent(
     """
     import json, resource, sys, time
@@ -42,10 +35,6 @@ CHILD = textwrap.dedent(
                       "failed": r.failed, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
     """
 )
-
-
-def _db_url(base: str, name: str) -> str:
-    return urlunparse(urlparse(base)._replace(path=f"/{name}"))
 
 
 def _raw_copy(url: str) -> tuple[float, int, int]:
@@ -79,17 +68,7 @@ def _raw_copy(url: str) -> tuple[float, int, int]:
 
 
 def bench(rows: int, batch_size: int) -> dict[str, float]:
-    base = get_settings().postgres_url
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    admin = _db_url(base, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = _db_url(base, name)
-    try:
-        migrate(url)
-        with psycopg.connect(url) as conn:
-            seed(conn, seed=1, days=1, scale=rows / ROWS_PER_SCALE, dirty_rate=0.01, start_day=DAY)
-            conn.commit()
+    with seeded_day(rows) as url:
         child = subprocess.run(
             [sys.executable, "-c", CHILD, url, DAY.isoformat(), str(batch_size)],
             capture_output=True,
@@ -98,11 +77,6 @@ def bench(rows: int, batch_size: int) -> dict[str, float]:
         )
         run = json.loads(child.stdout.strip().splitlines()[-1])
         copy_s, copied, copy_bytes = _raw_copy(url)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
     events_per_s = run["events"] / run["seconds"]
     copy_per_s = copied / copy_s
     return {

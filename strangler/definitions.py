@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from dagster_k8s import k8s_job_executor
 
+from strangler.assets.clickhouse_tables import clickhouse_assets
 from strangler.assets.event_store import event_store_events
 from strangler.assets.kafka_topics import kafka_topics
 from strangler.assets.monolith import monolith_sources
@@ -23,7 +24,7 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=[*monolith_sources, event_store_events, kafka_topics],
+        assets=[*monolith_sources, event_store_events, kafka_topics, *clickhouse_assets],
         asset_checks=[],
         sensors=[],
         resources=build_resources(settings),

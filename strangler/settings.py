@@ -54,22 +54,40 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password.")
     kafka_topic_prefix: str = Field(default="", description="Prefix of every topic name.")
     kafka_partitions: int = Field(default=6, ge=1, description="Partitions of each domain topic.")
-    kafka_replication_factor: int = Field(default=1, ge=1, description="Replication factor of topics.")
-    kafka_min_insync_replicas: int = Field(default=1, ge=1, description="min.insync.replicas of topics.")
-    kafka_retention_days: float = Field(default=30, description="retention.ms of domain topics, in days.")
-    kafka_compaction: bool = Field(default=False, description="cleanup.policy=compact,delete on domain topics.")
-    kafka_message_max_bytes: int = Field(default=1_000_000, description="Largest record the relay sends.")
+    kafka_replication_factor: int = Field(
+        default=1, ge=1, description="Replication factor of topics."
+    )
+    kafka_min_insync_replicas: int = Field(
+        default=1, ge=1, description="min.insync.replicas of topics."
+    )
+    kafka_retention_days: float = Field(
+        default=30, description="retention.ms of domain topics, in days."
+    )
+    kafka_compaction: bool = Field(
+        default=False, description="cleanup.policy=compact,delete on domain topics."
+    )
+    kafka_message_max_bytes: int = Field(
+        default=1_000_000, description="Largest record the relay sends."
+    )
     relay_workers: int = Field(default=4, ge=1, description="Topics published in parallel.")
-    relay_batch_size: int = Field(default=5_000, ge=1, description="Outbox rows fetched per round trip.")
+    relay_batch_size: int = Field(
+        default=5_000, ge=1, description="Outbox rows fetched per round trip."
+    )
     relay_transaction_size: int = Field(
         default=20_000, ge=1, description="Events per Kafka transaction (the checkpoint interval)."
     )
-    snapshot_every: int = Field(default=50, ge=1, description="Event-store snapshot every N versions.")
+    snapshot_every: int = Field(
+        default=50, ge=1, description="Event-store snapshot every N versions."
+    )
 
     # ClickHouse.
     clickhouse_dsn: str | None = Field(
         default=None,
         description="chdb:///path (embedded) or http(s)://host:8123; default chdb under the stack dir.",
+    )
+    clickhouse_database: str = Field(default="analytics", description="ClickHouse database of the sink.")
+    clickhouse_cluster: str | None = Field(
+        default=None, description="Cluster name: render ON CLUSTER + Replicated engines."
     )
     clickhouse_password: SecretStr | None = Field(default=None, description="ClickHouse password.")
     clickhouse_lock_timeout_s: float = Field(

@@ -22,9 +22,15 @@ def kafka_topic_key(topic: str) -> dg.AssetKey:
 
 
 class OutboxRelayConfig(dg.Config):
-    dry_run: bool = Field(default=_dry_run_default(), description="Count what would be sent; publish nothing.")
-    workers: int = Field(default=_settings.relay_workers, ge=1, description="Topics published in parallel.")
-    batch_size: int = Field(default=_settings.relay_batch_size, ge=1, description="Outbox rows per fetch.")
+    dry_run: bool = Field(
+        default=_dry_run_default(), description="Count what would be sent; publish nothing."
+    )
+    workers: int = Field(
+        default=_settings.relay_workers, ge=1, description="Topics published in parallel."
+    )
+    batch_size: int = Field(
+        default=_settings.relay_batch_size, ge=1, description="Outbox rows per fetch."
+    )
     transaction_size: int = Field(
         default=_settings.relay_transaction_size, ge=1, description="Events per Kafka transaction."
     )
@@ -107,6 +113,8 @@ def kafka_topics(
                 "would_send_bytes": result.would_send_bytes,
                 "offset_ranges": dg.JsonMetadataValue(result.offset_ranges()),
                 "published_total_for_day": result.progress.published,
-                "config_drift": dg.JsonMetadataValue([d for d in drift if d.startswith(result.topic + ":")]),
+                "config_drift": dg.JsonMetadataValue(
+                    [d for d in drift if d.startswith(result.topic + ":")]
+                ),
             },
         )

@@ -78,7 +78,9 @@ def _wait_for_leaders(admin: AdminClient, names: Sequence[str], timeout: float) 
     while True:
         topics = admin.list_topics(timeout=timeout).topics
         if all(
-            n in topics and topics[n].partitions and all(p.leader >= 0 for p in topics[n].partitions.values())
+            n in topics
+            and topics[n].partitions
+            and all(p.leader >= 0 for p in topics[n].partitions.values())
             for n in names
         ):
             return

@@ -1,0 +1,341 @@
+"""ClickHouse DDL: versioned templates under sql/clickhouse, rendered per database and cluster.
+
+The SQL files are the one description of the analytics schema. This module parses them into
+tables, materialized views and derived tables (so the day swap can rebuild a view's target with
+the view's own SELECT), renders them for a database (and optionally `ON CLUSTER` + Replicated
+engines), and applies missing versions idempotently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql" / "clickhouse"
+"""The repository's sql/clickhouse (the package is installed editable)."""
+
+DEFAULT_DATABASE = "analytics"
+VERSIONS_TABLE = "_schema_versions"
+REPLICA_PATH = "/clickhouse/tables/{shard}/{database}/{table}"
+REPLICA_NAME = "{replica}"
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+_TABLE_REF = re.compile(r"\{\{db\}\}\.`([A-Za-z_][A-Za-z0-9_]*)`")
+_ENGINE = re.compile(r"\{\{engine ([A-Za-z]+)(?:\(([^)]*)\))?\}\}")
+_CREATE_TABLE = re.compile(
+    r"^CREATE TABLE IF NOT EXISTS \{\{db\}\}\.`([A-Za-z_][A-Za-z0-9_]*)`", re.IGNORECASE
+)
+_ALTER_TABLE = re.compile(r"^ALTER TABLE \{\{db\}\}\.`([A-Za-z_][A-Za-z0-9_]*)`", re.IGNORECASE)
+_CREATE_VIEW = re.compile(
+    r"^CREATE MATERIALIZED VIEW IF NOT EXISTS \{\{db\}\}\.`([A-Za-z_][A-Za-z0-9_]*)`"
+    r"\{\{on_cluster\}\}\s+TO \{\{db\}\}\.`([A-Za-z_][A-Za-z0-9_]*)`\s+AS\s+(SELECT\b.*)$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+class DdlError(RuntimeError):
+    """The SQL templates or the database's recorded versions are not what this code expects."""
+
+
+def validate_identifier(name: str, what: str = "identifier") -> str:
+    """Reject anything that is not a plain identifier, so config never reaches SQL as code."""
+    if not isinstance(name, str) or not _IDENT.match(name):
+        raise ValueError(f"invalid ClickHouse {what}: {name!r} (expected ^[A-Za-z_][A-Za-z0-9_]*$)")
+    return name
+
+
+def quote_identifier(name: str, what: str = "identifier") -> str:
+    return f"`{validate_identifier(name, what)}`"
+
+
+@dataclass(frozen=True, slots=True)
+class DdlOptions:
+    """Where the schema lives: a database, and optionally a cluster (Replicated engines)."""
+
+    database: str = DEFAULT_DATABASE
+    cluster: str | None = None
+    replica_path: str = REPLICA_PATH
+    replica_name: str = REPLICA_NAME
+
+    def __post_init__(self) -> None:
+        validate_identifier(self.database, "database name")
+        if self.cluster is not None:
+            validate_identifier(self.cluster, "cluster name")
+        for value in (self.replica_path, self.replica_name):
+            if "'" in value or "\\" in value:
+                raise ValueError(f"replica path/name must not contain quotes: {value!r}")
+
+    @property
+    def db(self) -> str:
+        return quote_identifier(self.database, "database name")
+
+    @property
+    def on_cluster(self) -> str:
+        return f" ON CLUSTER {quote_identifier(self.cluster)}" if self.cluster else ""
+
+    def table(self, name: str) -> str:
+        """`db`.`table`, both validated."""
+        return f"{self.db}.{quote_identifier(name, 'table name')}"
+
+    def engine(self, family: str, args: str = "") -> str:
+        """MergeTree family engine; Replicated with a per-table keeper path in cluster mode."""
+        validate_identifier(family, "engine")
+        if not family.endswith("MergeTree"):
+            raise DdlError(f"only MergeTree engines are templated, got {family}")
+        if not self.cluster:
+            return f"{family}({args})" if args else family
+        replicated = [f"'{self.replica_path}'", f"'{self.replica_name}'"]
+        if args:
+            replicated.append(args)
+        return f"Replicated{family}({', '.join(replicated)})"
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+    checksum: str
+
+
+@dataclass(frozen=True, slots=True)
+class Derivation:
+    """`INSERT INTO target SELECT ... FROM source`: a view's SELECT or a derived table's."""
+
+    target: str
+    source: str
+    select: str
+    view: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Schema:
+    """What the migrations build, in order."""
+
+    migrations: tuple[Migration, ...]
+    tables: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Per table: its CREATE template and any later ALTER templates, in migration order."""
+    views: tuple[Derivation, ...] = ()
+    derived: tuple[Derivation, ...] = ()
+
+    @property
+    def loaded_tables(self) -> tuple[str, ...]:
+        """Tables filled from outside (not derived, not a view target)."""
+        built = {d.target for d in (*self.views, *self.derived)}
+        return tuple(t for t in self.tables if t not in built)
+
+    @property
+    def swapped_tables(self) -> tuple[str, ...]:
+        """Every table a day swap replaces: loaded ones, then derived tables, then view targets."""
+        return (
+            *self.loaded_tables,
+            *(d.target for d in self.derived),
+            *(d.target for d in self.views),
+        )
+
+
+def split_statements(text: str) -> list[str]:
+    """Statements of a file: `--` comment lines dropped, split on a `;` ending a line."""
+    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("--")]
+    body = "\n".join(lines)
+    parts = re.split(r";[ \t]*(?:\n|$)", body)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def _single_source(select: str, where: str) -> str:
+    sources = set(_TABLE_REF.findall(select))
+    if len(sources) != 1:
+        raise DdlError(f"{where}: a rebuildable SELECT reads exactly one table, found {sources}")
+    return sources.pop()
+
+
+def load_schema(sql_dir: Path = SQL_DIR) -> Schema:
+    """Parse the numbered files (and derived/*.sql) into a Schema; fails loudly on surprises."""
+    if not sql_dir.is_dir():
+        raise DdlError(f"ClickHouse SQL directory not found: {sql_dir}")
+    migrations: list[Migration] = []
+    tables: dict[str, list[str]] = {}
+    views: dict[str, Derivation] = {}
+    for path in sorted(sql_dir.glob("*.sql")):
+        m = _FILE.match(path.name)
+        if not m:
+            raise DdlError(f"{path.name}: ClickHouse migrations are named NNN_name.sql")
+        text = path.read_text(encoding="utf-8")
+        statements = tuple(split_statements(text))
+        migrations.append(
+            Migration(
+                version=int(m.group(1)),
+                name=m.group(2),
+                statements=statements,
+                checksum=hashlib.sha256(text.encode()).hexdigest(),
+            )
+        )
+        for stmt in statements:
+            if created := _CREATE_TABLE.match(stmt):
+                tables.setdefault(created.group(1), []).append(stmt)
+            elif altered := _ALTER_TABLE.match(stmt):
+                if altered.group(1) not in tables:
+                    raise DdlError(f"{path.name}: ALTER of unknown table {altered.group(1)}")
+                tables[altered.group(1)].append(stmt)
+            elif view := _CREATE_VIEW.match(stmt):
+                name, target, select = view.groups()
+                source = _single_source(select, f"{path.name} view {name}")
+                views[name] = Derivation(target=target, source=source, select=select, view=name)
+            else:
+                raise DdlError(f"{path.name}: unsupported statement: {stmt[:80]!r}")
+    versions = [mig.version for mig in migrations]
+    if len(set(versions)) != len(versions):
+        raise DdlError(f"duplicate ClickHouse migration versions: {versions}")
+    derived: list[Derivation] = []
+    for path in sorted((sql_dir / "derived").glob("*.sql")):
+        target = path.stem
+        if target not in tables:
+            raise DdlError(f"derived/{path.name}: no table {target} in the migrations")
+        (select,) = split_statements(path.read_text(encoding="utf-8"))
+        derived.append(
+            Derivation(target=target, source=_single_source(select, path.name), select=select)
+        )
+    for d in (*derived, *views.values()):
+        if d.target not in tables or d.source not in tables:
+            raise DdlError(f"{d.view or d.target}: reads or writes a table the migrations lack")
+    return Schema(
+        migrations=tuple(migrations),
+        tables={k: tuple(v) for k, v in tables.items()},
+        views=tuple(views.values()),
+        derived=tuple(derived),
+    )
+
+
+@lru_cache(maxsize=1)
+def default_schema() -> Schema:
+    return load_schema()
+
+
+def render(template: str, options: DdlOptions, renames: Mapping[str, str] | None = None) -> str:
+    """Fill a template's placeholders; `renames` points table references elsewhere (staging)."""
+    renames = renames or {}
+
+    def table_ref(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return options.table(renames.get(name, name))
+
+    out = _TABLE_REF.sub(table_ref, template)
+    out = out.replace("{{db}}", options.db).replace("{{on_cluster}}", options.on_cluster)
+    out = _ENGINE.sub(lambda m: options.engine(m.group(1), m.group(2) or ""), out)
+    if "{{" in out:
+        raise DdlError(f"unknown placeholder left in: {out[:120]!r}")
+    return out
+
+
+def create_database_sql(options: DdlOptions) -> str:
+    return f"CREATE DATABASE IF NOT EXISTS {options.db}{options.on_cluster}"
+
+
+def versions_table_sql(options: DdlOptions) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {options.table(VERSIONS_TABLE)}{options.on_cluster}"
+        " (version UInt32, name String, checksum String, applied_at DateTime64(3, 'UTC'))"
+        f" ENGINE = {options.engine('ReplacingMergeTree')} ORDER BY version"
+    )
+
+
+def migration_sql(migration: Migration, options: DdlOptions) -> list[str]:
+    return [render(stmt, options) for stmt in migration.statements]
+
+
+def schema_sql(options: DdlOptions, schema: Schema | None = None) -> list[str]:
+    """Every statement that builds the schema from nothing, in order (for review and tests)."""
+    schema = schema or default_schema()
+    out = [create_database_sql(options), versions_table_sql(options)]
+    for migration in schema.migrations:
+        out.extend(migration_sql(migration, options))
+    return out
+
+
+def staging_table_sql(
+    schema: Schema, table: str, staging_name: str, options: DdlOptions
+) -> list[str]:
+    """A twin of `table` (same columns, keys, partitioning; its own keeper path in cluster mode)."""
+    statements = schema.tables[table]
+    return [render(stmt, options, {table: staging_name}) for stmt in statements]
+
+
+def derivation_sql(derivation: Derivation, options: DdlOptions, renames: Mapping[str, str]) -> str:
+    """INSERT INTO <target twin> SELECT ... FROM <source twin> (names given by `renames`)."""
+    target = options.table(renames.get(derivation.target, derivation.target))
+    return f"INSERT INTO {target} {render(derivation.select, options, renames)}"
+
+
+class CommandClient(Protocol):
+    def command(self, cmd: str, parameters: Any = None) -> Any: ...
+
+    def query(self, query: str, parameters: Any = None) -> Any: ...
+
+
+def applied_versions(client: CommandClient, options: DdlOptions) -> dict[int, str]:
+    result = client.query(
+        f"SELECT version, argMax(checksum, applied_at) FROM {options.table(VERSIONS_TABLE)}"
+        " GROUP BY version"
+    )
+    return {int(v): str(c) for v, c in result.result_rows}
+
+
+def apply_schema(
+    client: CommandClient, options: DdlOptions, schema: Schema | None = None
+) -> list[int]:
+    """Create the database and apply the versions it lacks; return those applied.
+
+    Every statement is IF NOT EXISTS, so a version interrupted halfway is simply applied again.
+    An applied file whose text changed is an error: files are append-only once applied.
+    """
+    schema = schema or default_schema()
+    client.command(create_database_sql(options))
+    client.command(versions_table_sql(options))
+    done = applied_versions(client, options)
+    applied: list[int] = []
+    for migration in schema.migrations:
+        recorded = done.get(migration.version)
+        if recorded is not None:
+            if recorded != migration.checksum:
+                raise DdlError(
+                    f"ClickHouse migration {migration.version:03d}_{migration.name} changed after "
+                    f"it was applied to {options.database}; add a new numbered file instead"
+                )
+            continue
+        for stmt in migration_sql(migration, options):
+            client.command(stmt)
+        client.command(
+            f"INSERT INTO {options.table(VERSIONS_TABLE)} (version, name, checksum, applied_at)"
+            " VALUES ({v:UInt32}, {n:String}, {c:String}, now64(3))",
+            parameters={"v": migration.version, "n": migration.name, "c": migration.checksum},
+        )
+        applied.append(migration.version)
+    return applied
+
+
+def drop_database_sql(options: DdlOptions) -> str:
+    return f"DROP DATABASE IF EXISTS {options.db}{options.on_cluster}"
+
+
+__all__: Sequence[str] = (
+    "DdlError",
+    "DdlOptions",
+    "Derivation",
+    "Migration",
+    "Schema",
+    "apply_schema",
+    "default_schema",
+    "derivation_sql",
+    "load_schema",
+    "quote_identifier",
+    "render",
+    "schema_sql",
+    "staging_table_sql",
+    "validate_identifier",
+)
