@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from strangler.settings import get_settings
+from strangler.settings import Settings, get_settings
 from strangler.stack.manager import Stack
 from strangler.stack.process import StackError
 
@@ -120,6 +120,7 @@ def demo(
     seed_value: Annotated[int, typer.Option("--seed", help="Sample seed.")] = 7,
 ) -> None:
     """The main job: stack up, round-trip every store, seed the monolith, migrate each day."""
+    from strangler.assets.clickhouse_tables import clickhouse_analytics
     from strangler.assets.event_store import event_store_events
     from strangler.assets.kafka_topics import kafka_topics
     from strangler.cli_migrate import launch
@@ -152,9 +153,31 @@ def demo(
     )
     launch("event_store/events", event_store_events, sample, {"dry_run": False}, "event_store")
     launch("kafka topics", kafka_topics, sample, {"dry_run": False}, "kafka:%")
+    launch("clickhouse analytics", clickhouse_analytics, sample, {}, None)
+    _print_analytics_examples(settings)
     console.print(
         "failed rows: migration_state.failed_entities; runs: `dagster dev` in this folder"
     )
+
+
+def _print_analytics_examples(settings: Settings) -> None:
+    """Three example analytics queries over what the main job loaded, with their results."""
+    from strangler.analytics.ddl import DdlOptions
+    from strangler.analytics.queries import example_queries
+    from strangler.resources.clickhouse_session import clickhouse_client
+
+    options = DdlOptions(database=settings.clickhouse_database, cluster=settings.clickhouse_cluster)
+    with clickhouse_client(
+        settings.clickhouse_url, lock_timeout_s=settings.clickhouse_lock_timeout_s
+    ) as client:
+        for title, query in example_queries(options).items():
+            result = client.query(query)
+            table = Table(title=title)
+            for column in result.column_names:
+                table.add_column(column)
+            for row in result.result_rows[:12]:
+                table.add_row(*(str(v) for v in row))
+            console.print(table)
 
 
 def _mount_optional() -> None:

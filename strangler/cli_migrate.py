@@ -45,7 +45,7 @@ def launch(
     asset: dg.AssetsDefinition,
     days: list[date],
     op_config: dict[str, Any],
-    progress_of: str,
+    progress_of: str | None,
 ) -> list[DayRun]:
     """Materialize `asset` for each day in the stack's instance, with a live progress bar."""
     settings = get_settings()
