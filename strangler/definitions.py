@@ -9,6 +9,7 @@ from strangler.assets.clickhouse_tables import clickhouse_assets
 from strangler.assets.event_store import event_store_events
 from strangler.assets.kafka_topics import kafka_topics
 from strangler.assets.monolith import monolith_sources
+from strangler.assets.weaviate_collections import weaviate_assets, weaviate_checks
 from strangler.resources.factory import build_resources
 from strangler.settings import Settings, get_settings
 
@@ -24,8 +25,14 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=[*monolith_sources, event_store_events, kafka_topics, *clickhouse_assets],
-        asset_checks=[],
+        assets=[
+            *monolith_sources,
+            event_store_events,
+            kafka_topics,
+            *clickhouse_assets,
+            *weaviate_assets,
+        ],
+        asset_checks=[*weaviate_checks],
         sensors=[],
         resources=build_resources(settings),
         executor=build_executor(settings),

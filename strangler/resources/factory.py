@@ -56,5 +56,7 @@ def build_resources(settings: Settings) -> StranglerResources:
             model_path=settings.embedding_model,
             device=settings.embedding_device,
             batch_size=settings.embedding_batch_size,
+            backend=settings.embedding_backend,
+            cache_dir=str(settings.embedding_cache_dir) if settings.embedding_cache_dir else None,
         ),
     }

@@ -1,0 +1,1 @@
+"""Search-service: Weaviate schema, embeddings cache, day sink, quality check."""

@@ -1,0 +1,182 @@
+""" "Semantic search works" for one day: own-text recall@k and a category query's precision.
+
+Recall: for a seeded sample of D's objects, the vector of the object's own text (re-encoded
+through the cache, so it costs no model time) is queried across the whole collection; the
+object must come back in the top k. Ties count: templated titles can be identical, and an
+object whose distance equals the k-th hit's is as good a match as any of them.
+Category: a query written for one category ("overdue invoice, payment reminder") over D's
+objects must return mostly that category among the top n, n = min(k, objects of it that day).
+Scrambled or stale vectors fail both.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import weaviate
+from weaviate.classes.query import Filter, MetadataQuery, QueryReference
+
+from strangler.search.embedding_cache import CachedEncoder
+from strangler.search.objects import vector_text
+from strangler.search.schema import DAY, CollectionNames
+
+_TIE = 1e-4
+_FETCH_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class QualityOptions:
+    sample_size: int = 20
+    k: int = 5
+    min_recall: float = 0.9
+    category_query: str = "overdue invoice, payment reminder"
+    category: str = "invoice"
+    min_category_precision: float = 0.6
+
+
+@dataclass
+class QualityResult:
+    collection: str
+    day: str
+    sampled: int = 0
+    hits: int = 0
+    category_hits: int | None = None
+    category_considered: int | None = None
+    top_categories: list[str] = field(default_factory=list)
+    misses: list[str] = field(default_factory=list)
+    options: QualityOptions = field(default_factory=QualityOptions)
+
+    @property
+    def recall(self) -> float:
+        return self.hits / self.sampled if self.sampled else 1.0
+
+    @property
+    def category_precision(self) -> float | None:
+        if not self.category_considered:
+            return None
+        return (self.category_hits or 0) / self.category_considered
+
+    @property
+    def passed(self) -> bool:
+        precision = self.category_precision
+        return self.recall >= self.options.min_recall and (
+            precision is None or precision >= self.options.min_category_precision
+        )
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "sampled": self.sampled,
+            "recall_at_k": round(self.recall, 4),
+            "k": self.options.k,
+            "min_recall": self.options.min_recall,
+            "category_query": self.options.category_query,
+            "category_precision": (
+                round(self.category_precision, 4) if self.category_precision is not None else None
+            ),
+            "category_considered": self.category_considered,
+            "min_category_precision": self.options.min_category_precision,
+            "top_categories": self.top_categories,
+            "misses": self.misses[:10],
+        }
+
+
+def check_day(
+    client: weaviate.WeaviateClient,
+    encoder: CachedEncoder,
+    names: CollectionNames,
+    aggregate_type: str,
+    day: str,
+    options: QualityOptions | None = None,
+) -> QualityResult:
+    options = options or QualityOptions()
+    name = names.of(aggregate_type)
+    collection = client.collections.get(name)
+    result = QualityResult(name, day, options=options)
+    on_day = Filter.by_property(DAY).equal(day)
+    found = collection.query.fetch_objects(filters=on_day, limit=_FETCH_LIMIT, include_vector=False)
+    population = sorted(found.objects, key=lambda o: str(o.uuid))
+    sample = random.Random(f"{name}:{day}").sample(
+        population, min(options.sample_size, len(population))
+    )
+    result.sampled = len(sample)
+    if sample:
+        queries, _ = encoder.encode([vector_text(aggregate_type, o.properties) for o in sample])
+        for obj, query in zip(sample, queries, strict=True):
+            if _recalled(collection, obj.uuid, query, options.k):
+                result.hits += 1
+            else:
+                result.misses.append(str(obj.uuid))
+    if aggregate_type in ("Document", "OcrPage"):
+        _category(collection, encoder, aggregate_type, on_day, result)
+    return result
+
+
+def _recalled(collection: Any, target: Any, query: np.ndarray, k: int) -> bool:
+    hits = collection.query.near_vector(
+        near_vector=query.tolist(),
+        limit=k,
+        return_metadata=MetadataQuery(distance=True),
+        return_properties=[],
+    ).objects
+    if any(h.uuid == target for h in hits):
+        return True
+    if len(hits) < k or not hits:
+        return False
+    own = collection.query.near_vector(
+        near_vector=query.tolist(),
+        limit=1,
+        filters=Filter.by_id().equal(target),
+        return_metadata=MetadataQuery(distance=True),
+        return_properties=[],
+    ).objects
+    kth = hits[-1].metadata.distance
+    return (
+        bool(own)
+        and own[0].metadata.distance is not None
+        and kth is not None
+        and (own[0].metadata.distance <= kth + _TIE)
+    )
+
+
+def _category(
+    collection: Any,
+    encoder: CachedEncoder,
+    aggregate_type: str,
+    on_day: Any,
+    result: QualityResult,
+) -> None:
+    options = result.options
+    if aggregate_type == "Document":
+        of_category = Filter.by_property("category").equal(options.category)
+        refs = None
+    else:
+        of_category = Filter.by_ref("document").by_property("category").equal(options.category)
+        refs = QueryReference(link_on="document", return_properties=["category"])
+    available = collection.aggregate.over_all(filters=on_day & of_category, total_count=True)
+    n = min(options.k, int(available.total_count or 0))
+    if n == 0:
+        return
+    query, _ = encoder.encode([options.category_query])
+    hits = collection.query.near_vector(
+        near_vector=query[0].tolist(),
+        limit=n,
+        filters=on_day,
+        return_references=refs,
+        return_properties=["category"] if aggregate_type == "Document" else [],
+    ).objects
+    categories = [_category_of(aggregate_type, h) for h in hits]
+    result.top_categories = categories
+    result.category_considered = n
+    result.category_hits = sum(c == options.category for c in categories)
+
+
+def _category_of(aggregate_type: str, obj: Any) -> str:
+    if aggregate_type == "Document":
+        return str(obj.properties.get("category"))
+    ref = (obj.references or {}).get("document")
+    if ref is None or not ref.objects:
+        return "?"
+    return str(ref.objects[0].properties.get("category"))
