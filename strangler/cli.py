@@ -123,6 +123,7 @@ def demo(
     from strangler.assets.clickhouse_tables import clickhouse_analytics
     from strangler.assets.event_store import event_store_events
     from strangler.assets.kafka_topics import kafka_topics
+    from strangler.assets.weaviate_collections import weaviate_collections
     from strangler.cli_migrate import launch
     from strangler.demo import sample_days, seed_sample
     from strangler.resources.factory import build_resources
@@ -155,6 +156,8 @@ def demo(
     launch("kafka topics", kafka_topics, sample, {"dry_run": False}, "kafka:%")
     launch("clickhouse analytics", clickhouse_analytics, sample, {}, None)
     _print_analytics_examples(settings)
+    launch("weaviate collections", weaviate_collections, sample, {}, None)
+    _print_semantic_example(settings, "overdue invoice, payment reminder")
     console.print(
         "failed rows: migration_state.failed_entities; runs: `dagster dev` in this folder"
     )
@@ -178,6 +181,30 @@ def _print_analytics_examples(settings: Settings) -> None:
             for row in result.result_rows[:12]:
                 table.add_row(*(str(v) for v in row))
             console.print(table)
+
+
+def _print_semantic_example(settings: Settings, query: str) -> None:
+    """One semantic query over the OCR pages the main job loaded, with its top hits."""
+    from strangler.resources.factory import build_resources
+    from strangler.search.schema import CollectionNames
+
+    resources = build_resources(settings)
+    vector = resources["embedder"].encode([query])[0]
+    names = CollectionNames(settings.weaviate_collection_prefix)
+    with resources["weaviate"].client() as client:
+        hits = client.collections.get(names.ocr_page).query.near_vector(
+            vector.tolist(), limit=5, return_metadata=["distance"]
+        )
+    table = Table(title=f"semantic search over OCR pages: {query!r}")
+    for column in ("distance", "page", "text"):
+        table.add_column(column)
+    for obj in hits.objects:
+        distance = obj.metadata.distance if obj.metadata else None
+        text = str(obj.properties.get("text", ""))
+        table.add_row(
+            f"{distance:.3f}" if distance is not None else "-", str(obj.uuid)[:8], text[:110]
+        )
+    console.print(table)
 
 
 def _mount_optional() -> None:

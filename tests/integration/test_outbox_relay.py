@@ -16,7 +16,9 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from strangler.event_store.model import NewEvent
 from strangler.event_store.store import EventStore
@@ -105,8 +107,6 @@ def test_publishes_each_event_once_with_key_and_headers(
     with psycopg.connect(day_in_store) as conn:
         ranges = [r for r in load_offset_ranges(conn, DAY) if r.topic.endswith("customers.events")]
     try:
-        from confluent_kafka import TopicPartition
-
         consumer.assign(
             [TopicPartition(ranges[0].topic, ranges[0].kafka_partition, ranges[0].start_offset)]
         )
@@ -137,17 +137,24 @@ def test_dry_run_sends_nothing(day_in_store: str, prefixed: KafkaResource) -> No
     assert sum(r.published for r in results) == 0
     with psycopg.connect(day_in_store) as conn:
         assert load_offset_ranges(conn, DAY) == []
-    from confluent_kafka import TopicPartition
-
     consumer = prefixed.consumer("dry")
     try:
         for topic in TOPICS.values():
             for p in range(3):
-                assert consumer.get_watermark_offsets(
-                    TopicPartition(prefixed.topic(topic), p), timeout=10
-                ) == (0, 0)
+                assert _watermarks(consumer, prefixed.topic(topic), p) == (0, 0)
     finally:
         consumer.close()
+
+
+@retry(
+    retry=retry_if_exception_type(KafkaException),
+    wait=wait_fixed(0.5),
+    stop=stop_after_delay(20),
+    reraise=True,
+)
+def _watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
+    """A just-created partition may answer NOT_LEADER for a moment while its leader settles."""
+    return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
 
 
 def test_oversized_event_goes_to_failed_entities(
