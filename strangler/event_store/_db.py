@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeAlias
 
+import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -40,7 +40,7 @@ def _json_default(value: object) -> str:
 
 def dumps(value: Any) -> str:
     """JSON text; datetimes, UUIDs and Decimals become strings rather than failing the write."""
-    return json.dumps(value, default=_json_default, separators=(",", ":"))
+    return orjson.dumps(value, default=_json_default).decode()
 
 
 def jsonb(value: Any) -> Jsonb:

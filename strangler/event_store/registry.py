@@ -9,9 +9,10 @@ reason in ``failed_entities`` says exactly what to fix.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import fastjsonschema
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
 
@@ -64,12 +65,22 @@ def _errors(validator: Draft202012Validator, payload: Any, root: str) -> list[Fi
     return sorted(errors, key=lambda e: (e.path, e.rule))
 
 
+def _passes(fast: Callable[[Any], Any], payload: Any) -> bool:
+    """The compiled validator answers valid/invalid ~20x faster; jsonschema then explains."""
+    try:
+        fast(payload)
+    except fastjsonschema.JsonSchemaException:
+        return False
+    return True
+
+
 class EventTypeRegistry:
     """Registers and caches event schemas; ``validate`` raises EventValidationError."""
 
     def __init__(self, source: Source) -> None:
         self._source = source
         self._validators: dict[tuple[str, int], Draft202012Validator] = {}
+        self._fast: dict[tuple[str, int], Callable[[Any], Any]] = {}
         self._lock = threading.Lock()
 
     def register(
@@ -118,6 +129,9 @@ class EventTypeRegistry:
                     f"no schema registered for {event.event_type} v{event.schema_version}",
                 )
             ]
+        fast = self._fast.get((event.event_type, event.schema_version))
+        if fast is not None and _passes(fast, event.payload):
+            return []
         return _errors(validator, event.payload, "payload")
 
     def validate(self, event: NewEvent) -> None:
@@ -128,8 +142,14 @@ class EventTypeRegistry:
 
     def _remember(self, event_type: str, schema_version: int, schema: Schema) -> None:
         validator = Draft202012Validator(schema, format_checker=FormatChecker())
+        try:
+            fast: Callable[[Any], Any] | None = fastjsonschema.compile(dict(schema))
+        except fastjsonschema.JsonSchemaDefinitionException:
+            fast = None
         with self._lock:
             self._validators[(event_type, schema_version)] = validator
+            if fast is not None:
+                self._fast[(event_type, schema_version)] = fast
 
     def _validator(self, event_type: str, schema_version: int) -> Draft202012Validator | None:
         key = (event_type, schema_version)
