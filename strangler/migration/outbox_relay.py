@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import psycopg
 from confluent_kafka import KafkaError, KafkaException, Producer
 from psycopg.types.json import Jsonb
@@ -40,7 +41,7 @@ MIGRATION = "kafka"
 log = logging.getLogger(__name__)
 
 _ROWS = """
-SELECT o.position, o.message_key, o.headers,
+SELECT o.position, o.message_key, o.headers::text,
        (o.payload || jsonb_build_object('partition_day', o.partition_day))::text AS value
 FROM eventstore.outbox o
 WHERE o.partition_day = %s AND o.topic = %s AND o.position > %s
@@ -99,7 +100,8 @@ class TopicResult:
 class _Row:
     position: int
     key: str
-    headers: dict[str, str]
+    headers: str
+    """JSON object of string headers, parsed only when the record is sent."""
     value: str
 
 
@@ -134,10 +136,9 @@ class DayRelay:
     def run(self) -> list[TopicResult]:
         producers: dict[str, Producer] = {}
         if not self.options.dry_run:
-            for topic in self.topics:
-                producer = self._producer(topic)
-                producer.init_transactions(60)
-                producers[topic] = producer
+            producers = {topic: self._producer(topic) for topic in self.topics}
+            with ThreadPoolExecutor(max_workers=len(producers) or 1) as pool:
+                list(pool.map(lambda p: p.init_transactions(60), producers.values()))
         progress = self._read_progress()
         with ThreadPoolExecutor(
             max_workers=max(1, self.options.workers), thread_name_prefix="relay"
@@ -269,7 +270,7 @@ class DayRelay:
                     )
                     continue
                 headers: list[tuple[str, str | bytes | None]] = [
-                    (k, str(v).encode()) for k, v in row.headers.items()
+                    (k, str(v).encode()) for k, v in orjson.loads(row.headers).items()
                 ]
                 headers += [("partition_day", self.key.encode()), ("source", SOURCE.encode())]
                 self._produce(
@@ -392,7 +393,13 @@ class DayRelay:
                     self.key,
                     str(row.position),
                     f"{topic}: {why}",
-                    Jsonb({"position": row.position, "key": row.key, "headers": row.headers}),
+                    Jsonb(
+                        {
+                            "position": row.position,
+                            "key": row.key,
+                            "headers": orjson.loads(row.headers),
+                        }
+                    ),
                     self.run_id,
                 )
                 for row, why in oversized
