@@ -157,6 +157,14 @@ class Settings(BaseSettings):
         default=0.6, ge=0, le=1, description="Share of top hits in that category."
     )
 
+    # Freshness (asset-level policy; partition-aware checks live in strangler/checks).
+    freshness_warn_hours: float = Field(
+        default=26, gt=0, description="Asset not updated for this long: warn."
+    )
+    freshness_fail_hours: float = Field(
+        default=36, gt=0, description="Asset not updated for this long: fail."
+    )
+
     # Orchestration.
     executor: Literal["multiprocess", "in_process", "k8s"] = Field(
         default="multiprocess", description="Dagster step executor."

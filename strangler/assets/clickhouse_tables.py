@@ -14,6 +14,7 @@ from pydantic import Field
 from strangler.analytics.ddl import DdlOptions, validate_identifier
 from strangler.analytics.sink import CONSUMER_GROUP, SinkOptions, load_day
 from strangler.assets.monolith import OWNERS
+from strangler.assets.policies import freshness_policy
 from strangler.partitions import daily_partitions
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.kafka import KafkaResource
@@ -69,6 +70,7 @@ def _spec(table: str, description: str) -> dg.AssetSpec:
         deps = [EVENTS_KEY]
     return dg.AssetSpec(
         key=dg.AssetKey(["clickhouse", table]),
+        freshness_policy=freshness_policy(),
         deps=deps,
         description=description,
         group_name=GROUP,

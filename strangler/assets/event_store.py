@@ -7,6 +7,7 @@ import dagster as dg
 from pydantic import Field
 
 from strangler.assets.monolith import OWNERS, monolith_key
+from strangler.assets.policies import freshness_policy
 from strangler.migration import source
 from strangler.migration.partition_run import PartitionMigration, RunOptions
 from strangler.partitions import daily_partitions
@@ -37,6 +38,7 @@ class EventStoreMigrationConfig(dg.Config):
     kinds={"postgres"},
     owners=OWNERS,
     code_version=CODE_VERSION,
+    freshness_policy=freshness_policy(),
     description=(
         "Domain events (with their outbox rows, in the same transaction) for the monolith rows "
         "created on the partition's day. Deterministic event ids: re-running a day appends "

@@ -5,6 +5,7 @@ from pydantic import Field
 
 from strangler.assets.event_store import _dry_run_default
 from strangler.assets.monolith import OWNERS
+from strangler.assets.policies import freshness_policy
 from strangler.migration.events import TOPICS
 from strangler.migration.outbox_relay import DayRelay, RelayOptions
 from strangler.migration.topics import domain_topic_specs, ensure_topics, progress_topic_spec
@@ -40,6 +41,7 @@ class OutboxRelayConfig(dg.Config):
     specs=[
         dg.AssetSpec(
             key=kafka_topic_key(topic),
+            freshness_policy=freshness_policy(),
             deps=[dg.AssetKey(["event_store", "events"])],
             group_name="kafka",
             kinds={"kafka"},

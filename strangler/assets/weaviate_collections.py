@@ -10,6 +10,7 @@ import dagster as dg
 from pydantic import Field
 
 from strangler.assets.monolith import OWNERS
+from strangler.assets.policies import freshness_policy
 from strangler.migration.events import TOPICS
 from strangler.partitions import daily_partitions
 from strangler.resources.embeddings import EmbedderResource
@@ -107,6 +108,7 @@ _DESCRIPTIONS = {
     specs=[
         dg.AssetSpec(
             weaviate_key(t),
+            freshness_policy=freshness_policy(),
             deps=_DEPS[t],
             description=_DESCRIPTIONS[t],
             group_name=GROUP,
