@@ -79,7 +79,9 @@ def test_every_asset_is_documented_owned_kinded_and_partitioned_by_day() -> None
     from strangler.partitions import daily_partitions
 
     graph = defs.resolve_asset_graph()
-    materializable = [graph.get(k) for k in graph.get_all_asset_keys() if graph.get(k).is_materializable]
+    materializable = [
+        graph.get(k) for k in graph.get_all_asset_keys() if graph.get(k).is_materializable
+    ]
     assert len(materializable) >= 13
     for node in materializable:
         name = node.key.to_user_string()
@@ -90,3 +92,13 @@ def test_every_asset_is_documented_owned_kinded_and_partitioned_by_day() -> None
         assert any(tag.startswith("dagster/kind/") for tag in node.tags), f"{name} has no kind"
         assert node.partitions_def == daily_partitions, f"{name} is not partitioned by day"
         assert node.freshness_policy is not None, f"{name} has no freshness policy"
+
+
+def test_readme_documents_every_setting() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [
+        f"STRANGLER_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`STRANGLER_{name.upper()}`" not in readme
+    ]
+    assert missing == []
