@@ -17,6 +17,8 @@ from typing import Any
 
 import psycopg
 
+from strangler.migration.consumer_lag import PartitionLag, record_lag
+
 _TEMP = "analytics_run_events"
 
 
@@ -107,21 +109,13 @@ class ServiceTracker:
         self, consumer_group: str, offsets: Iterable[tuple[str, int, int, int]]
     ) -> None:
         """(topic, partition, committed, end) per partition the group reads."""
-        rows = [
-            (self.service, consumer_group, t, p, max(c, 0), max(e, 0)) for t, p, c, e in offsets
-        ]
-        if not rows:
-            return
-        with self.conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO microservices.sync_status"
-                " (service, consumer_group, topic, kafka_partition, committed_offset, end_offset, updated_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, now())"
-                " ON CONFLICT (service, consumer_group, topic, kafka_partition) DO UPDATE SET"
-                " committed_offset = EXCLUDED.committed_offset, end_offset = EXCLUDED.end_offset,"
-                " updated_at = now()",
-                rows,
-            )
+        record_lag(
+            self.conn,
+            [
+                PartitionLag(self.service, consumer_group, t, p, max(c, 0), max(e, 0))
+                for t, p, c, e in offsets
+            ],
+        )
 
     @property
     def elapsed_s(self) -> float:

@@ -10,6 +10,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from strangler.migration.consumer_lag import PartitionLag, record_lag
+
 SERVICE = "search-service"
 MIGRATION = "weaviate"
 
@@ -131,13 +133,6 @@ def record_sync(
     service: str = SERVICE,
 ) -> None:
     """(topic, partition, committed offset, end offset) per Kafka partition, for sync_status.lag."""
-    if positions:
-        conn.cursor().executemany(
-            "INSERT INTO microservices.sync_status"
-            " (service, consumer_group, topic, kafka_partition, committed_offset, end_offset, updated_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, now())"
-            " ON CONFLICT (service, consumer_group, topic, kafka_partition) DO UPDATE SET"
-            " committed_offset = EXCLUDED.committed_offset, end_offset = EXCLUDED.end_offset,"
-            " updated_at = now()",
-            [(service, consumer_group, t, p, c, e) for t, p, c, e in positions],
-        )
+    record_lag(
+        conn, [PartitionLag(service, consumer_group, t, p, c, e) for t, p, c, e in positions]
+    )

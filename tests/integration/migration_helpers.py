@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 import psycopg
-from psycopg import sql
 
-from strangler.db.migrations import migrate
+from strangler.db.scratch import scratch_database, with_database
+
+__all__ = ["START_DAY", "seeded_database", "store_fingerprint", "with_database"]
 from strangler.sample.seed import seed
 
 START_DAY = date(2026, 3, 2)
-
-
-def with_database(url: str, database: str) -> str:
-    return urlunparse(urlparse(url)._replace(path=f"/{database}"))
 
 
 @contextmanager
@@ -32,13 +27,8 @@ def seeded_database(
     seed_value: int = 11,
     start_day: date = START_DAY,
 ) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = with_database(base_url, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = with_database(base_url, name)
-    try:
-        migrate(url)
+    """A scratch database holding a seeded sample monolith."""
+    with scratch_database(base_url) as url:
         with psycopg.connect(url) as conn:
             seed(
                 conn,
@@ -50,11 +40,6 @@ def seeded_database(
             )
             conn.commit()
         yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def store_fingerprint(url: str) -> dict[str, Any]:
