@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv stack demo test lint typecheck down status
+.PHONY: venv stack demo test lint typecheck down status ui browser
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,13 @@ stack: venv
 demo: stack
 	$(BIN)/strangler demo
 
-test: stack
+browser:
+	./scripts/install-browser.sh
+
+ui: stack
+	$(BIN)/strangler ui
+
+test: stack browser
 	$(BIN)/pytest -ra --junitxml=artifacts/junit.xml tests
 
 lint: venv

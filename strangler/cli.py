@@ -212,10 +212,12 @@ def _mount_optional() -> None:
     from strangler.cli_migrate import migrate_app
     from strangler.db.cli import db_app
     from strangler.sample.cli import seed_command
+    from strangler.ui import ui_command
 
     app.add_typer(db_app, name="db")
     app.add_typer(migrate_app, name="migrate")
     app.command("seed")(seed_command)
+    app.command("ui")(ui_command)
 
 
 _mount_optional()

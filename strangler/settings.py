@@ -165,6 +165,10 @@ class Settings(BaseSettings):
         default=36, gt=0, description="Asset not updated for this long: fail."
     )
 
+    # Dagster UI (`strangler ui`).
+    ui_host: str = Field(default="127.0.0.1", description="Interface of `strangler ui`.")
+    ui_port: int = Field(default=3030, description="Port of `strangler ui`.")
+
     # Orchestration.
     executor: Literal["multiprocess", "in_process", "k8s"] = Field(
         default="multiprocess", description="Dagster step executor."
