@@ -20,14 +20,12 @@ from datetime import date
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
-from bench.common import db_url
 from strangler.analytics.ddl import DdlOptions, drop_database_sql
 from strangler.analytics.sink import SinkOptions, load_day
 from strangler.analytics.swap import partition_id
 from strangler.analytics.synthetic import create_topics, day_events, publish_day, record_ranges
-from strangler.db.migrations import migrate
+from strangler.db.scratch import scratch_database
 from strangler.migration.events import TOPICS
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.kafka import KafkaResource
@@ -43,14 +41,22 @@ def _bench(events: int, track_events: bool) -> dict[str, Any]:
     kafka = KafkaResource(bootstrap_servers=settings.kafka_bootstrap, topic_prefix=f"bench{tag}.")
     clickhouse = ClickHouseResource(dsn=settings.clickhouse_url)
     ddl = DdlOptions(database=f"bench_{tag}")
-    pg_name = f"bench_ch_{tag}"
-    admin = db_url(settings.postgres_url, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(pg_name)))
-    url = db_url(settings.postgres_url, pg_name)
     topics = [kafka.topic(t) for t in TOPICS.values()]
+    with scratch_database(settings.postgres_url, prefix="bench") as url:
+        return _bench_in(url, kafka, clickhouse, ddl, topics, tag, events, track_events)
+
+
+def _bench_in(
+    url: str,
+    kafka: KafkaResource,
+    clickhouse: ClickHouseResource,
+    ddl: DdlOptions,
+    topics: list[str],
+    tag: str,
+    events: int,
+    track_events: bool,
+) -> dict[str, Any]:
     try:
-        migrate(url)
         create_topics(kafka.admin(), topics, 3)
         t0 = time.perf_counter()
         ranges = publish_day(
@@ -106,10 +112,6 @@ def _bench(events: int, track_events: bool) -> dict[str, Any]:
         with clickhouse.client() as c:
             c.command(drop_database_sql(ddl))
         kafka.admin().delete_topics(topics)
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(pg_name))
-            )
 
 
 def batch_to_table(batch: Any) -> Any:

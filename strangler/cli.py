@@ -124,6 +124,7 @@ def demo(
     from strangler.assets.event_store import event_store_events
     from strangler.assets.kafka_topics import kafka_topics
     from strangler.assets.weaviate_collections import weaviate_collections
+    from strangler.checks.cli import FormatChoice, check
     from strangler.cli_migrate import launch
     from strangler.demo import sample_days, seed_sample
     from strangler.resources.factory import build_resources
@@ -158,6 +159,13 @@ def demo(
     _print_analytics_examples(settings)
     launch("weaviate collections", weaviate_collections, sample, {}, None)
     _print_semantic_example(settings, "overdue invoice, payment reminder")
+    console.print("consistency of every sample day across the estate:")
+    check(
+        partition=None,
+        start=sample[0].isoformat(),
+        end=sample[-1].isoformat(),
+        fmt=FormatChoice.markdown,
+    )
     console.print(
         "failed rows: migration_state.failed_entities; runs: `dagster dev` in this folder"
     )
@@ -209,6 +217,7 @@ def _print_semantic_example(settings: Settings, query: str) -> None:
 
 def _mount_optional() -> None:
     """Mount the sub-commands that live beside their modules (db, seed)."""
+    from strangler.checks.cli import check_app
     from strangler.cli_migrate import migrate_app
     from strangler.db.cli import db_app
     from strangler.sample.cli import seed_command
@@ -216,6 +225,7 @@ def _mount_optional() -> None:
 
     app.add_typer(db_app, name="db")
     app.add_typer(migrate_app, name="migrate")
+    app.add_typer(check_app, name="check")
     app.command("seed")(seed_command)
     app.command("ui")(ui_command)
 

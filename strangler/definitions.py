@@ -10,6 +10,8 @@ from strangler.assets.event_store import event_store_events
 from strangler.assets.kafka_topics import kafka_topics
 from strangler.assets.monolith import monolith_sources
 from strangler.assets.weaviate_collections import weaviate_assets, weaviate_checks
+from strangler.checks.consistency import check_sensors, consistency_checks
+from strangler.checks.freshness import freshness_checks
 from strangler.resources.factory import build_resources
 from strangler.settings import Settings, get_settings
 
@@ -32,8 +34,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *clickhouse_assets,
             *weaviate_assets,
         ],
-        asset_checks=[*weaviate_checks],
-        sensors=[],
+        asset_checks=[*weaviate_checks, *consistency_checks, *freshness_checks],
+        sensors=[*check_sensors],
         resources=build_resources(settings),
         executor=build_executor(settings),
     )

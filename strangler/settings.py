@@ -165,6 +165,46 @@ class Settings(BaseSettings):
         default=36, gt=0, description="Asset not updated for this long: fail."
     )
 
+    # Consistency checks, freshness deadlines and alerting (strangler/checks).
+    check_max_consumer_lag: int = Field(
+        default=10_000, ge=0, description="Max records a consumer group may lag per partition."
+    )
+    check_max_freshness_lag_s: float = Field(
+        default=3_600.0,
+        ge=0,
+        description="Max seconds between a store's newest event time and the event store's.",
+    )
+    check_max_unresolved_failed: int = Field(
+        default=1_000, ge=0, description="Max unresolved failed_entities of one day."
+    )
+    check_sample_keys: int = Field(
+        default=10, ge=1, description="Offending keys listed per check result."
+    )
+    check_leaf_rows: int = Field(
+        default=5_000, ge=1, description="Bisect stops and lists ids below this bucket size."
+    )
+    check_start_depth: int = Field(
+        default=2, ge=1, le=8, description="Hex digits of event_id in the first bucket level."
+    )
+    check_reconcile_days: int = Field(
+        default=7, ge=1, description="Recent partitions the reconciliation sensor re-checks."
+    )
+    check_reconcile_interval_s: int = Field(
+        default=3_600, ge=30, description="Minimum seconds between reconciliation ticks."
+    )
+    check_reconcile_systems: str = Field(
+        default="event-store,clickhouse,weaviate",
+        description="Systems the reconciliation sensor checks (kafka reads whole days: opt in).",
+    )
+    freshness_deadline_cron: str = Field(
+        default="0 6 * * *",
+        description="Cron (UTC) by which yesterday's partition of each daily asset must exist.",
+    )
+    alert_webhook_url: str | None = Field(
+        default=None, description="Webhook receiving each newly failed check as JSON."
+    )
+    alert_timeout_s: float = Field(default=10.0, gt=0, description="Webhook request timeout.")
+
     # Dagster UI (`strangler ui`).
     ui_host: str = Field(default="127.0.0.1", description="Interface of `strangler ui`.")
     ui_port: int = Field(default=3030, description="Port of `strangler ui`.")
