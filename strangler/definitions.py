@@ -13,6 +13,9 @@ from strangler.assets.weaviate_collections import weaviate_assets, weaviate_chec
 from strangler.checks.consistency import check_sensors, consistency_checks
 from strangler.checks.freshness import freshness_checks
 from strangler.resources.factory import build_resources
+from strangler.rollback.job import rollback_jobs
+from strangler.sensors.backfill import backfill_sensors
+from strangler.sensors.rollback import rollback_sensors
 from strangler.settings import Settings, get_settings
 
 
@@ -35,7 +38,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *weaviate_assets,
         ],
         asset_checks=[*weaviate_checks, *consistency_checks, *freshness_checks],
-        sensors=[*check_sensors],
+        sensors=[*check_sensors, *rollback_sensors, *backfill_sensors],
+        jobs=[*rollback_jobs],
         resources=build_resources(settings),
         executor=build_executor(settings),
     )

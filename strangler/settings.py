@@ -205,6 +205,20 @@ class Settings(BaseSettings):
     )
     alert_timeout_s: float = Field(default=10.0, gt=0, description="Webhook request timeout.")
 
+    # Rollbacks and the sensors that start backfills and rollbacks.
+    rollback_max_check_retries: int = Field(
+        default=2, ge=0, description="Re-materializations of a day after a failed check."
+    )
+    rollback_snapshot_dir: Path | None = Field(
+        default=None, description="JSONL snapshots (Weaviate); default STRANGLER_HOME/rollbacks."
+    )
+    rollback_sensor_interval_s: int = Field(
+        default=30, ge=5, description="Rollback-request sensor interval."
+    )
+    backfill_sensor_interval_s: int = Field(
+        default=300, ge=30, description="Late-data sensor interval."
+    )
+
     # Dagster UI (`strangler ui`).
     ui_host: str = Field(default="127.0.0.1", description="Interface of `strangler ui`.")
     ui_port: int = Field(default=3030, description="Port of `strangler ui`.")

@@ -25,8 +25,10 @@ ALL = [
     "016_event_sourcing_infrastructure",
     "017_microservices_tracking",
     "018_migration_state_tracking",
+    "019_consistency_reports",
+    "020_rollback_snapshots",
 ]
-SCHEMAS = ("monolith", "eventstore", "microservices", "migration_state")
+SCHEMAS = ("monolith", "eventstore", "microservices", "migration_state", "rollback_snapshots")
 TABLES = {
     "eventstore": {"events", "outbox", "snapshots", "event_types", "sagas"},
     "microservices": {"service_processing", "processing_log", "service_health", "sync_status"},
@@ -38,6 +40,8 @@ TABLES = {
         "kafka_offset_ranges",
         "rollback_requests",
         "rollback_reports",
+        "consistency_reports",
+        "rollback_snapshots",
     },
 }
 
@@ -81,7 +85,7 @@ def _tables(url: str) -> dict[str, set[str]]:
 
 
 def test_migrate_status_rollback_all_and_migrate_again(scratch_url: str) -> None:
-    assert [s.applied for s in status(scratch_url)] == [False] * 4
+    assert [s.applied for s in status(scratch_url)] == [False] * len(ALL)
 
     assert migrate(scratch_url) == ALL
     tables = _tables(scratch_url)
@@ -92,17 +96,22 @@ def test_migrate_status_rollback_all_and_migrate_again(scratch_url: str) -> None
     assert all(s.applied and s.applied_at is not None for s in st)
     assert migrate(scratch_url) == []
 
-    assert rollback(scratch_url) == ["018_migration_state_tracking"]
+    assert rollback(scratch_url) == [ALL[-1]]
+    assert "rollback_snapshots" not in _tables(scratch_url)
+    assert rollback(scratch_url, to="017_microservices_tracking") == [
+        "019_consistency_reports",
+        "018_migration_state_tracking",
+    ]
     assert "migration_state" not in _tables(scratch_url)
     assert rollback(scratch_url, to="001_monolith") == [
         "017_microservices_tracking",
         "016_event_sourcing_infrastructure",
     ]
-    assert [s.applied for s in status(scratch_url)] == [True, False, False, False]
+    assert [s.applied for s in status(scratch_url)] == [True] + [False] * (len(ALL) - 1)
 
     assert rollback(scratch_url, count=None) == ["001_monolith"]
     assert _tables(scratch_url) == {}
-    assert [s.applied for s in status(scratch_url)] == [False] * 4
+    assert [s.applied for s in status(scratch_url)] == [False] * len(ALL)
     assert rollback(scratch_url, count=None) == []
 
     assert migrate(scratch_url) == ALL
@@ -121,9 +130,9 @@ def test_db_cli_migrate_status_rollback(scratch_url: str) -> None:
     runner = CliRunner()
     result = runner.invoke(db_app, ["migrate", "--url", scratch_url])
     assert result.exit_code == 0, result.output
-    assert "018_migration_state_tracking" in result.output
+    assert ALL[-1] in result.output
     result = runner.invoke(db_app, ["status", "--url", scratch_url])
-    assert result.exit_code == 0 and result.output.count("yes") == 4, result.output
+    assert result.exit_code == 0 and result.output.count("yes") == len(ALL), result.output
     result = runner.invoke(
         db_app, ["rollback", "--url", scratch_url, "--to", "016_event_sourcing_infrastructure"]
     )

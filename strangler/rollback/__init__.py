@@ -1,0 +1,1 @@
+"""Roll days of the migration back in every store, with snapshot, validation, report and undo."""

@@ -1,0 +1,143 @@
+"""`strangler rollback`: the old rollback-microservices.sh, through Dagster (runs show in the UI).
+
+strangler rollback SERVICE [VERSION] [-t "2024-01-15 10:00:00"] [-d] [--from D --to D]
+strangler rollback undo REPORT_ID
+"""
+
+import os
+from datetime import datetime
+from typing import Annotated, Any
+
+import dagster as dg
+import psycopg
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+
+from strangler.rollback.config import RollbackSettings
+from strangler.rollback.job import JOB_NAME, UNDO_JOB_NAME, rollback_jobs
+from strangler.rollback.plan import scope_of
+from strangler.rollback.report import create_request
+from strangler.settings import get_settings
+
+rollback_app = typer.Typer(
+    help="Roll days back in every store (or undo a rollback), as Dagster runs.",
+    invoke_without_command=True,
+    # Options may follow SERVICE VERSION, as with the old script (groups forbid that by default).
+    context_settings={"allow_interspersed_args": True},
+)
+console = Console()
+
+
+def _job(name: str) -> tuple[dg.JobDefinition, Any]:
+    """The job from the code location's definitions, or (until wired) with the resources."""
+    from strangler.resources.factory import build_resources
+
+    try:
+        from strangler.definitions import defs
+
+        return defs.get_job_def(name), None
+    except Exception:  # not wired into definitions yet: run it with the stack's resources
+        jobs = {j.name: j for j in rollback_jobs}
+        return jobs[name], build_resources(get_settings())
+
+
+@rollback_app.callback()
+def rollback(
+    ctx: typer.Context,
+    service: Annotated[
+        str | None,
+        typer.Argument(help="all, a service_health name or clickhouse/weaviate/kafka; or `undo`."),
+    ] = None,
+    version: Annotated[
+        str | None,
+        typer.Argument(
+            help="Undo what code versions newer than this wrote (or, after `undo`, the report id)."
+        ),
+    ] = None,
+    timestamp: Annotated[
+        str | None, typer.Option("-t", "--timestamp", help="Everything migrated after this time.")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("-d", "--dry-run", help="Print the plan only.")] = False,
+    from_day: Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD).")] = None,
+    to_day: Annotated[str | None, typer.Option("--to", help="Last day, inclusive.")] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept with the request).")] = "cli",
+) -> None:
+    """Plan, snapshot, execute, validate and report a rollback as one Dagster run."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if service is None:
+        console.print(ctx.get_help())
+        raise typer.Exit(2)
+    if service == "undo":
+        if not version:
+            raise typer.BadParameter("strangler rollback undo REPORT_ID")
+        _undo(version)
+        return
+    try:
+        after = datetime.fromisoformat(timestamp) if timestamp else None
+        if after is not None and after.tzinfo is None:
+            after = after.astimezone()
+        scope = scope_of(
+            [service],
+            from_day=from_day,
+            to_day=to_day,
+            after=after,
+            code_version=None if version in (None, "", "-") else version,
+        )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    settings = get_settings()
+    with psycopg.connect(settings.postgres_url) as conn:
+        request_id = create_request(
+            conn,
+            scope,
+            [],
+            reason=reason,
+            requested_by=f"cli:{os.environ.get('USER', 'unknown')}",
+            dry_run=dry_run,
+            status="running",
+        )
+        conn.commit()
+    config: dict[str, Any] = {
+        "services": list(scope.services),
+        "dry_run": dry_run,
+        "request_id": request_id,
+        "reason": reason,
+        "from_day": scope.from_day,
+        "to_day": scope.to_day,
+        "after": after.isoformat() if after else None,
+        "code_version": scope.code_version,
+    }
+    result = _run(JOB_NAME, "rollback_plan", config)
+    folder = (RollbackSettings().rollback_snapshot_dir or settings.home / "rollbacks") / request_id
+    report = folder / "report.md"
+    if report.exists():
+        console.print(Markdown(report.read_text(encoding="utf-8")))
+    console.print(f"request {request_id}, Dagster run {result.run_id}")
+    if not result.success:
+        console.print("[red]rollback failed[/red] (see the run in the UI)")
+        raise typer.Exit(1)
+
+
+def _run(name: str, op: str, config: dict[str, Any]) -> dg.ExecuteInProcessResult:
+    settings = get_settings()
+    os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+    job, resources = _job(name)
+    if resources is not None:
+        job = dg.Definitions(jobs=[job], resources=resources).get_job_def(name)
+    with dg.DagsterInstance.get() as instance:
+        return job.execute_in_process(
+            instance=instance, run_config={"ops": {op: {"config": config}}}, raise_on_error=False
+        )
+
+
+def _undo(ref: str) -> None:
+    result = _run(UNDO_JOB_NAME, "rollback_undo_op", {"ref": ref})
+    if not result.success:
+        console.print(f"[red]undo of {ref} failed[/red] (Dagster run {result.run_id})")
+        for event in result.all_events:
+            if event.is_step_failure and event.step_failure_data.error:
+                console.print(event.step_failure_data.error.message)
+        raise typer.Exit(1)
+    console.print(result.output_for_node("rollback_undo_op"))

@@ -1,0 +1,338 @@
+"""The `rollback` job: plan -> snapshot -> execute -> validate -> report, visible in the UI.
+
+The ops are thin: each calls one step of the plain library. The report is the run's metadata;
+every rolled-back partition gets an AssetObservation carrying the rollback id (open-source
+Dagster cannot wipe partition history, so the rollback is recorded forward; the next
+materialization of the partition supersedes it).
+"""
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import psycopg
+from pydantic import Field
+
+from strangler.analytics.ddl import DdlOptions, default_schema
+from strangler.migration.events import TOPICS
+from strangler.resources.clickhouse import ClickHouseResource
+from strangler.resources.kafka import KafkaResource
+from strangler.resources.postgres import PostgresResource
+from strangler.resources.weaviate import WeaviateResource
+from strangler.rollback.config import RollbackSettings
+from strangler.rollback.execute import ExecuteResult, execute
+from strangler.rollback.plan import Plan, build_plan, scope_of
+from strangler.rollback.report import Report, create_request, save_report, set_request_status
+from strangler.rollback.snapshot import SnapshotResult, snapshot_dir, take_snapshot
+from strangler.rollback.targets import ANALYTICS, EVENT_STORE, RELAY, SEARCH, Targets
+from strangler.rollback.undo import undo
+from strangler.rollback.validate import Validation, validate
+from strangler.search.schema import TYPES, CollectionNames
+from strangler.settings import get_settings
+
+JOB_NAME = "rollback"
+UNDO_JOB_NAME = "rollback_undo"
+ROLLBACK_TAG = "strangler/rollback_id"
+
+
+class RollbackConfig(dg.Config):
+    services: list[str] = Field(
+        default=["all"], description="service_health names, aliases, or all"
+    )
+    from_day: str | None = Field(default=None, description="First day (YYYY-MM-DD).")
+    to_day: str | None = Field(default=None, description="Last day, inclusive.")
+    after: str | None = Field(default=None, description="Everything migrated after this time.")
+    code_version: str | None = Field(default=None, description="Undo what newer versions wrote.")
+    dry_run: bool = Field(default=False, description="Plan only; change nothing.")
+    request_id: str | None = Field(default=None, description="rollback_requests row to serve.")
+    reason: str = "requested from Dagster"
+    clickhouse_database: str | None = None
+    collection_prefix: str | None = None
+    analytics_group: str | None = None
+    search_group: str | None = None
+    snapshot_dir: str | None = None
+
+
+@dataclass
+class Planned:
+    request_id: str
+    dry_run: bool
+    plan: Plan
+    overrides: dict[str, str | None]
+
+
+def build_targets(
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+    clickhouse: ClickHouseResource,
+    weaviate: WeaviateResource,
+    overrides: dict[str, str | None] | None = None,
+) -> Targets:
+    """Targets from the resources and settings, with optional per-run overrides (tests)."""
+    o = overrides or {}
+    settings = get_settings()
+    rb = RollbackSettings()
+    groups = {ANALYTICS: "analytics-service", SEARCH: "search-service"}
+    if o.get("analytics_group"):
+        groups[ANALYTICS] = str(o["analytics_group"])
+    if o.get("search_group"):
+        groups[SEARCH] = str(o["search_group"])
+    folder = o.get("snapshot_dir") or rb.rollback_snapshot_dir or settings.home / "rollbacks"
+    return Targets(
+        postgres_conninfo=postgres.conninfo(),
+        kafka=kafka,
+        clickhouse=clickhouse.client,
+        weaviate=weaviate.client,
+        ddl=DdlOptions(database=o.get("clickhouse_database") or settings.clickhouse_database),
+        names=CollectionNames(
+            str(o["collection_prefix"])
+            if o.get("collection_prefix") is not None
+            else settings.weaviate_collection_prefix
+        ),
+        consumer_groups=groups,
+        snapshot_dir=Path(str(folder)),
+    )
+
+
+def asset_keys_for(services: tuple[str, ...]) -> list[dg.AssetKey]:
+    """The daily assets whose partitions a rollback of `services` empties."""
+    keys: list[dg.AssetKey] = []
+    if EVENT_STORE in services:
+        keys.append(dg.AssetKey(["event_store", "events"]))
+    if RELAY in services:
+        keys += [dg.AssetKey(["kafka", t]) for t in TOPICS.values()]
+    if ANALYTICS in services:
+        keys += [dg.AssetKey(["clickhouse", t]) for t in default_schema().swapped_tables]
+    if SEARCH in services:
+        keys += [dg.AssetKey(["weaviate", t]) for t in TYPES]
+    return keys
+
+
+_TARGET_KEYS = (
+    "clickhouse_database",
+    "collection_prefix",
+    "analytics_group",
+    "search_group",
+    "snapshot_dir",
+)
+
+
+@dg.op(out=dg.Out(Planned))
+def rollback_plan(
+    context: dg.OpExecutionContext,
+    config: RollbackConfig,
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+    clickhouse: ClickHouseResource,
+    weaviate: WeaviateResource,
+) -> Planned:
+    """What will be removed, per service and day; a dry run stops after this step."""
+    scope = scope_of(
+        config.services,
+        from_day=config.from_day,
+        to_day=config.to_day,
+        after=datetime.fromisoformat(config.after) if config.after else None,
+        code_version=config.code_version,
+    )
+    overrides = {k: getattr(config, k) for k in _TARGET_KEYS}
+    targets = build_targets(postgres, kafka, clickhouse, weaviate, overrides)
+    started = time.monotonic()
+    plan = build_plan(targets, scope)
+    with psycopg.connect(targets.postgres_conninfo) as conn:
+        request_id = config.request_id or create_request(
+            conn,
+            scope,
+            plan.days,
+            reason=config.reason,
+            requested_by=f"dagster:{context.run_id}",
+            dry_run=config.dry_run,
+            status="running",
+        )
+        set_request_status(conn, request_id, "running", context.run_id)
+        conn.commit()
+    context.log.info(f"rollback {request_id}: {plan.markdown()}")
+    context.add_output_metadata(
+        {
+            "request_id": request_id,
+            "days": ", ".join(plan.days),
+            "items": plan.total,
+            "plan": dg.MetadataValue.md(plan.markdown()),
+            "plan_seconds": round(time.monotonic() - started, 3),
+        }
+    )
+    return Planned(request_id, config.dry_run, plan, overrides)
+
+
+@dg.op
+def rollback_snapshot(
+    context: dg.OpExecutionContext,
+    planned: Planned,
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+    clickhouse: ClickHouseResource,
+    weaviate: WeaviateResource,
+) -> SnapshotResult | None:
+    """Copy everything the rollback removes (so it can be undone)."""
+    if planned.dry_run:
+        context.log.info("dry run: no snapshot")
+        return None
+    targets = build_targets(postgres, kafka, clickhouse, weaviate, planned.overrides)
+    result = take_snapshot(targets, planned.request_id, planned.plan)
+    context.add_output_metadata({"snapshot": dg.MetadataValue.json(result.items)})
+    return result
+
+
+@dg.op
+def rollback_execute(
+    context: dg.OpExecutionContext,
+    planned: Planned,
+    snapshot: SnapshotResult | None,
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+    clickhouse: ClickHouseResource,
+    weaviate: WeaviateResource,
+) -> ExecuteResult | None:
+    """Downstream first: Weaviate, ClickHouse, consumer groups, relay, event store."""
+    if planned.dry_run:
+        return None
+    targets = build_targets(postgres, kafka, clickhouse, weaviate, planned.overrides)
+    try:
+        result = execute(targets, planned.plan)
+    except Exception as exc:
+        with psycopg.connect(targets.postgres_conninfo) as conn:
+            report = Report(
+                planned.request_id,
+                False,
+                planned.plan,
+                snapshot,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            save_report(conn, report, snapshot_dir(targets, planned.request_id))
+            conn.commit()
+        raise
+    context.add_output_metadata({"removed": dg.MetadataValue.json(result.removed)})
+    return result
+
+
+@dg.op
+def rollback_validate(
+    planned: Planned,
+    executed: ExecuteResult | None,
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+    clickhouse: ClickHouseResource,
+    weaviate: WeaviateResource,
+) -> Validation | None:
+    """Services reachable; the days empty; their neighbours unchanged."""
+    if executed is None:
+        return None
+    targets = build_targets(postgres, kafka, clickhouse, weaviate, planned.overrides)
+    return validate(targets, planned.plan)
+
+
+@dg.op
+def rollback_report(
+    context: dg.OpExecutionContext,
+    planned: Planned,
+    snapshot: SnapshotResult | None,
+    executed: ExecuteResult | None,
+    validation: Validation | None,
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+    clickhouse: ClickHouseResource,
+    weaviate: WeaviateResource,
+) -> Any:
+    """rollback_reports rows + Markdown/JSON as metadata; observations on the partitions."""
+    targets = build_targets(postgres, kafka, clickhouse, weaviate, planned.overrides)
+    report = Report(
+        planned.request_id, planned.dry_run, planned.plan, snapshot, executed, validation
+    )
+    with psycopg.connect(targets.postgres_conninfo) as conn:
+        save_report(conn, report, snapshot_dir(targets, planned.request_id))
+        conn.commit()
+    if not planned.dry_run:
+        for key in asset_keys_for(planned.plan.scope.services):
+            for day in planned.plan.days:
+                context.log_event(
+                    dg.AssetObservation(
+                        asset_key=key,
+                        partition=day,
+                        metadata={
+                            "rolled_back": True,
+                            "rollback_id": planned.request_id,
+                            "dagster/run_id": context.run_id,
+                        },
+                        tags={ROLLBACK_TAG: planned.request_id},
+                    )
+                )
+    context.add_output_metadata(
+        {
+            "status": report.status,
+            "report": dg.MetadataValue.md(report.markdown()),
+            "report_json": dg.MetadataValue.json(report.to_dict()),
+        }
+    )
+    result = {**report.to_dict(), "markdown": report.markdown()}
+    if report.status != "succeeded":
+        raise dg.Failure(
+            f"rollback {planned.request_id} failed validation",
+            metadata={"report": dg.MetadataValue.md(report.markdown())},
+        )
+    return result
+
+
+@dg.job(name=JOB_NAME, tags={"strangler/kind": "rollback"}, description=__doc__)
+def rollback_job() -> None:
+    planned = rollback_plan()
+    snapshot = rollback_snapshot(planned)
+    executed = rollback_execute(planned, snapshot)
+    validation = rollback_validate(planned, executed)
+    rollback_report(planned, snapshot, executed, validation)
+
+
+class UndoConfig(dg.Config):
+    ref: str = Field(description="Request id (uuid) or rollback_reports report id to undo.")
+    clickhouse_database: str | None = None
+    collection_prefix: str | None = None
+    analytics_group: str | None = None
+    search_group: str | None = None
+    snapshot_dir: str | None = None
+
+
+@dg.op
+def rollback_undo_op(
+    context: dg.OpExecutionContext,
+    config: UndoConfig,
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+    clickhouse: ClickHouseResource,
+    weaviate: WeaviateResource,
+) -> dict[str, Any]:
+    """Restore a rollback's snapshot; the partitions get an observation saying so."""
+    overrides = {k: getattr(config, k) for k in _TARGET_KEYS}
+    targets = build_targets(postgres, kafka, clickhouse, weaviate, overrides)
+    result = undo(targets, config.ref)
+    for key in asset_keys_for(result.services):
+        for day in result.days:
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=key,
+                    partition=day,
+                    metadata={"rolled_back": False, "restored_from": result.request_id},
+                )
+            )
+    summary = {"request_id": result.request_id, "days": result.days, "restored": result.restored}
+    context.add_output_metadata({"undo": dg.MetadataValue.json(summary)})
+    return summary
+
+
+@dg.job(name=UNDO_JOB_NAME, tags={"strangler/kind": "rollback-undo"})
+def rollback_undo_job() -> None:
+    """Undo a rollback from its pre-rollback snapshot."""
+    rollback_undo_op()
+
+
+rollback_jobs: list[dg.JobDefinition] = [rollback_job, rollback_undo_job]

@@ -1,0 +1,135 @@
+"""Step 1: decide which days and services a rollback touches, and count what it removes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import psycopg
+from packaging.version import InvalidVersion, Version
+
+from strangler.rollback.stores import day_counts
+from strangler.rollback.targets import Targets, resolve_services
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What was asked: services, and days as a range, or "after T", or "code version > V"."""
+
+    services: tuple[str, ...]
+    from_day: str | None = None
+    to_day: str | None = None
+    after: datetime | None = None
+    code_version: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.from_day is None) != (self.to_day is None):
+            raise ValueError("give both --from and --to, or neither")
+        if self.from_day is None and self.after is None and self.code_version is None:
+            raise ValueError("give a partition range, a timestamp, or a code version")
+        if (
+            self.from_day is not None
+            and self.to_day is not None
+            and date.fromisoformat(self.to_day) < date.fromisoformat(self.from_day)
+        ):
+            raise ValueError(f"--to {self.to_day} is before --from {self.from_day}")
+
+
+@dataclass
+class Plan:
+    """Per service, per day: counts of what the rollback removes (and a dry run prints)."""
+
+    scope: Scope
+    days: list[str]
+    counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    """day -> service -> store object -> count."""
+    neighbours: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    """The same counts for the day before and after the range: validation compares them."""
+
+    @property
+    def total(self) -> int:
+        return sum(n for per in self.counts.values() for s in per.values() for n in s.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        scope = asdict(self.scope)
+        scope["after"] = self.scope.after.isoformat() if self.scope.after else None
+        return {
+            "scope": scope,
+            "days": self.days,
+            "counts": self.counts,
+            "neighbours": self.neighbours,
+            "total": self.total,
+        }
+
+    def markdown(self) -> str:
+        lines = [
+            f"Rollback plan: services {', '.join(self.scope.services)}; days {', '.join(self.days) or 'none'}",
+            "",
+            "| day | service | store | items |",
+            "| --- | --- | --- | ---: |",
+        ]
+        for day, per in self.counts.items():
+            for service, stores in per.items():
+                for store, n in stores.items():
+                    lines.append(f"| {day} | {service} | {store} | {n} |")
+        return "\n".join(lines)
+
+
+def _newer(version: str, than: str) -> bool:
+    try:
+        return Version(version) > Version(than)
+    except InvalidVersion:
+        return version > than
+
+
+def select_days(conninfo: str, scope: Scope) -> list[str]:
+    """The days in scope: the range, else the days migrated after T and/or by newer code."""
+    if scope.from_day is not None and scope.to_day is not None:
+        start, end = date.fromisoformat(scope.from_day), date.fromisoformat(scope.to_day)
+        return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT partition_key, code_version FROM migration_state.migration_runs"
+            " WHERE NOT dry_run AND status <> 'cancelled'"
+            " AND (%(after)s::timestamptz IS NULL OR coalesce(finished_at, updated_at) > %(after)s)",
+            {"after": scope.after},
+        ).fetchall()
+    days = {
+        str(key)
+        for key, version in rows
+        if scope.code_version is None or _newer(str(version), scope.code_version)
+    }
+    return sorted(days)
+
+
+def build_plan(targets: Targets, scope: Scope) -> Plan:
+    plan = Plan(scope, select_days(targets.postgres_conninfo, scope))
+    for day in plan.days:
+        plan.counts[day] = day_counts(targets, day, scope.services)
+    for day in neighbour_days(plan.days):
+        plan.neighbours[day] = day_counts(targets, day, scope.services)
+    return plan
+
+
+def neighbour_days(days: list[str]) -> list[str]:
+    """The days just outside each contiguous run of `days`."""
+    inside = set(days)
+    out: set[str] = set()
+    for day in days:
+        d = date.fromisoformat(day)
+        for n in (d - timedelta(days=1), d + timedelta(days=1)):
+            if n.isoformat() not in inside:
+                out.add(n.isoformat())
+    return sorted(out)
+
+
+def scope_of(
+    services: list[str] | tuple[str, ...],
+    *,
+    from_day: str | None = None,
+    to_day: str | None = None,
+    after: datetime | None = None,
+    code_version: str | None = None,
+) -> Scope:
+    return Scope(resolve_services(services), from_day, to_day, after, code_version)

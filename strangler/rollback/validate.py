@@ -1,0 +1,92 @@
+"""Step 4: the services answer, the rolled-back days are empty, the neighbours untouched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from strangler.rollback.plan import Plan
+from strangler.rollback.stores import day_counts
+from strangler.rollback.targets import ANALYTICS, EVENT_STORE, RELAY, SEARCH, Targets
+
+KEPT_BY_DESIGN = {("outbox-relay", "messages")}
+"""Kafka keeps published records (retention decides); only the ranges are forgotten."""
+
+
+@dataclass
+class Validation:
+    reachable: dict[str, str] = field(default_factory=dict)
+    leftovers: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    """day -> service -> store -> items still there (should be empty)."""
+    neighbour_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    after: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            all(v == "ok" for v in self.reachable.values())
+            and not self.leftovers
+            and not self.neighbour_changes
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "reachable": self.reachable,
+            "leftovers": self.leftovers,
+            "neighbour_changes": self.neighbour_changes,
+            "after": self.after,
+        }
+
+
+def _probe(name: str, fn: Any) -> str:
+    try:
+        fn()
+    except Exception as exc:  # reported, not swallowed: validation fails on it
+        return f"{type(exc).__name__}: {exc}"
+    return "ok"
+
+
+def reachability(targets: Targets, services: tuple[str, ...]) -> dict[str, str]:
+    def pg() -> None:
+        with psycopg.connect(targets.postgres_conninfo, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+
+    def kafka() -> None:
+        targets.kafka.admin().list_topics(timeout=10)
+
+    def clickhouse() -> None:
+        with targets.clickhouse() as client:
+            client.query("SELECT 1")
+
+    def weaviate() -> None:
+        with targets.weaviate() as client:
+            if not client.is_ready():
+                raise RuntimeError("not ready")
+
+    probes = {EVENT_STORE: pg, RELAY: kafka, ANALYTICS: clickhouse, SEARCH: weaviate}
+    return {s: _probe(s, probes[s]) for s in services}
+
+
+def validate(targets: Targets, plan: Plan) -> Validation:
+    services = plan.scope.services
+    result = Validation(reachable=reachability(targets, services))
+    if any(v != "ok" for v in result.reachable.values()):
+        return result
+    for day in plan.days:
+        counts = day_counts(targets, day, services)
+        result.after[day] = counts
+        left = {
+            service: {k: n for k, n in stores.items() if n and (service, k) not in KEPT_BY_DESIGN}
+            for service, stores in counts.items()
+        }
+        left = {s: v for s, v in left.items() if v}
+        if left:
+            result.leftovers[day] = left
+    for day, before in plan.neighbours.items():
+        now = day_counts(targets, day, services)
+        if now != before:
+            result.neighbour_changes[day] = {"before": before, "after": now}
+    return result

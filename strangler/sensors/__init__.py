@@ -1,0 +1,1 @@
+"""Sensors that start backfills (late data, failed checks) and rollbacks (requests)."""

@@ -1,0 +1,254 @@
+"""Sensors that re-run days: late data (one backfill) and failed blocking checks (retry, then
+file a rollback request).
+
+Late data: a monolith day whose watermark `max(updated_at)` is newer than the start of its
+last successful event-store migration changed after it was migrated. All such days are
+requested as ONE backfill over the whole daily asset graph, through the private
+`RunRequest.for_asset_graph_subset` (no public API exists; tests pin its behaviour). The
+cursor keeps the watermark requested per day, so a day is requested again only if it changes
+again.
+
+Failed checks: each new failing blocking (or ERROR) check evaluation of day D re-materializes
+the checked asset and everything downstream for D, at most N times; after that a
+`rollback_requests` row is filed for D and D is not retried again. A passing evaluation resets
+the count. Every decision is logged on the tick.
+"""
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import dagster as dg
+import psycopg
+from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
+from dagster._core.definitions.events import AssetKeyPartitionKey
+from dagster._core.event_api import EventRecordsFilter
+from dagster._core.events import DagsterEventType
+
+from strangler.migration import source
+from strangler.migration.partition_run import MIGRATION
+from strangler.partitions import daily_partitions
+from strangler.resources.postgres import PostgresResource
+from strangler.rollback.config import RollbackSettings
+
+_SETTINGS = RollbackSettings()
+BACKFILL_TAG = "strangler/backfill_reason"
+
+
+def day_watermarks(conn: psycopg.Connection[Any]) -> dict[str, datetime]:
+    """Per day: the newest updated_at over every monolith table."""
+    out: dict[str, datetime] = {}
+    for table in source.TABLES:
+        for day, (_count, mark) in source.day_watermarks(conn, table).items():
+            if mark is not None and (day not in out or mark > out[day]):
+                out[day] = mark
+    return out
+
+
+def migrated_at(conn: psycopg.Connection[Any]) -> dict[str, datetime]:
+    """Per day: start of the last successful (not dry) event-store migration run."""
+    rows = conn.execute(
+        "SELECT partition_key, max(started_at) FROM migration_state.migration_runs"
+        " WHERE migration = %s AND status = 'succeeded' AND NOT dry_run GROUP BY 1",
+        (MIGRATION,),
+    ).fetchall()
+    return {str(k): v for k, v in rows}
+
+
+def changed_days(
+    watermarks: dict[str, datetime], migrated: dict[str, datetime], requested: dict[str, str]
+) -> list[str]:
+    """Migrated days whose watermark moved past the migration and was not requested yet."""
+    valid = set(daily_partitions.get_partition_keys())
+    return sorted(
+        day
+        for day, mark in watermarks.items()
+        if day in migrated
+        and day in valid
+        and mark > migrated[day]
+        and requested.get(day) != mark.isoformat()
+    )
+
+
+def daily_asset_keys(asset_graph: Any) -> list[dg.AssetKey]:
+    return sorted(
+        (k for k in asset_graph.materializable_asset_keys if asset_graph.get(k).is_partitioned),
+        key=lambda k: k.to_user_string(),
+    )
+
+
+def backfill_request(asset_graph: Any, days: list[str], reason: str) -> dg.RunRequest:
+    """ONE backfill of `days` for every daily asset (shown on the UI's backfills page)."""
+    keys = daily_asset_keys(asset_graph)
+    subset = AssetGraphSubset.from_asset_partition_set(
+        {AssetKeyPartitionKey(k, d) for k in keys for d in days}, asset_graph
+    )
+    return dg.RunRequest.for_asset_graph_subset(subset, tags={BACKFILL_TAG: reason})
+
+
+@dg.sensor(
+    name="late_data_backfill_sensor",
+    asset_selection=dg.AssetSelection.all(),
+    minimum_interval_seconds=_SETTINGS.backfill_sensor_interval_s,
+    description="Backfill days whose monolith rows changed after they were migrated.",
+)
+def late_data_backfill_sensor(
+    context: dg.SensorEvaluationContext, postgres: PostgresResource
+) -> dg.SensorResult | dg.SkipReason:
+    requested: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    with postgres.connection() as conn:
+        watermarks = day_watermarks(conn)
+        migrated = migrated_at(conn)
+        conn.rollback()
+    days = changed_days(watermarks, migrated, requested)
+    if not days:
+        return dg.SkipReason(f"no late data in {len(migrated)} migrated days")
+    for day in days:
+        context.log.info(
+            f"late data in {day}: watermark {watermarks[day].isoformat()} is after the last"
+            f" migration started {migrated[day].isoformat()}; backfilling"
+        )
+    repo = context.repository_def
+    assert repo is not None, (
+        "the sensor needs its definitions (build_sensor_context(definitions=...))"
+    )
+    request = backfill_request(repo.asset_graph, days, "late_data")
+    requested.update({d: watermarks[d].isoformat() for d in days})
+    return dg.SensorResult(run_requests=[request], cursor=json.dumps(requested, sort_keys=True))
+
+
+# ---- failed checks ---------------------------------------------------------------------
+
+FileRequest = Callable[[psycopg.Connection[Any], str, str, str], None]
+
+
+def file_rollback_request(
+    conn: psycopg.Connection[Any], asset_key: str, day: str, reason: str
+) -> None:
+    conn.execute(
+        "INSERT INTO migration_state.rollback_requests"
+        " (asset_key, partition_keys, reason, requested_by, services) VALUES (%s, %s, %s, %s, %s)",
+        (asset_key, [day], reason, "sensor:failed_check_retry_sensor", ["all"]),
+    )
+
+
+def _evaluations(instance: dg.DagsterInstance, after: int | None) -> list[tuple[int, Any]]:
+    records = instance.get_event_records(
+        EventRecordsFilter(DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=after),
+        ascending=True,
+        limit=1_000,
+    )
+    out = []
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        if event is not None:
+            out.append((record.storage_id, event.event_specific_data))
+    return out
+
+
+def _is_blocking_failure(evaluation: Any) -> bool:
+    return not evaluation.passed and (
+        bool(evaluation.blocking) or evaluation.severity == dg.AssetCheckSeverity.ERROR
+    )
+
+
+def build_failed_check_sensor(
+    max_retries: int = _SETTINGS.rollback_max_check_retries,
+    file_request: FileRequest = file_rollback_request,
+    name: str = "failed_check_retry_sensor",
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=name,
+        minimum_interval_seconds=60,
+        asset_selection=dg.AssetSelection.all(),
+        description=(
+            f"Re-materialize a day after a failing blocking check, at most {max_retries} times;"
+            " then file a rollback request for it."
+        ),
+    )
+    def failed_check_sensor(
+        context: dg.SensorEvaluationContext, postgres: PostgresResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        state: dict[str, Any] = (
+            json.loads(context.cursor)
+            if context.cursor
+            else {"after": None, "tries": {}, "filed": []}
+        )
+        tries: dict[str, int] = state["tries"]
+        filed: list[str] = state["filed"]
+        evaluations = _evaluations(context.instance, state["after"])
+        if not evaluations:
+            return dg.SkipReason("no new check evaluations")
+        failing: dict[str, dict[str, str]] = {}
+        for storage_id, ev in evaluations:
+            state["after"] = storage_id
+            day = getattr(ev, "partition", None)
+            if day is None:
+                continue
+            check = f"{ev.asset_key.to_user_string()}:{ev.check_name}"
+            if ev.passed:
+                if tries.pop(day, None) is not None:
+                    context.log.info(f"{check} passed for {day}: retry count reset")
+                failing.get(day, {}).pop(check, None)
+            elif _is_blocking_failure(ev):
+                failing.setdefault(day, {})[check] = ev.asset_key.to_user_string()
+        repo = context.repository_def
+        graph = repo.asset_graph if repo is not None else None
+        requests: list[dg.RunRequest] = []
+        with postgres.connection() as conn:
+            for day, checks in sorted(failing.items()):
+                if not checks:
+                    continue
+                names = ", ".join(sorted(checks))
+                if day in filed:
+                    context.log.info(
+                        f"{day}: {names} failing; rollback already requested, no retry"
+                    )
+                    continue
+                done = tries.get(day, 0)
+                if done >= max_retries:
+                    file_request(
+                        conn,
+                        sorted(set(checks.values()))[0],
+                        day,
+                        f"blocking checks {names} still failing after {done} re-materializations",
+                    )
+                    filed.append(day)
+                    tries.pop(day, None)
+                    context.log.warning(
+                        f"{day}: {names} failing after {done} retries; rollback request filed"
+                    )
+                    continue
+                tries[day] = done + 1
+                roots = [dg.AssetKey.from_user_string(k) for k in set(checks.values())]
+                selection = dg.AssetSelection.assets(*roots).downstream()
+                keys = sorted(
+                    selection.resolve(graph) if graph is not None else roots,
+                    key=lambda k: k.to_user_string(),
+                )
+                context.log.info(
+                    f"{day}: {names} failing; re-materialization {done + 1}/{max_retries} of"
+                    f" {', '.join(k.to_user_string() for k in keys)}"
+                )
+                requests.append(
+                    dg.RunRequest(
+                        run_key=f"check-retry:{day}:{done + 1}:{state['after']}",
+                        partition_key=day,
+                        asset_selection=keys,
+                        tags={BACKFILL_TAG: "failed_check", "strangler/retry": str(done + 1)},
+                    )
+                )
+            conn.commit()
+        state["filed"] = sorted(filed)[-500:]
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(state, sort_keys=True))
+
+    return failed_check_sensor
+
+
+failed_check_retry_sensor = build_failed_check_sensor()
+
+backfill_sensors: list[dg.SensorDefinition] = [
+    late_data_backfill_sensor,
+    failed_check_retry_sensor,
+]
