@@ -271,16 +271,23 @@ def _materialize_then_backfill(ui: DagsterUI, page: Any) -> None:
 
     # Checks of the asset, if it has any, passed for that materialization; otherwise the
     # materialization itself is what the catalog shows.
-    data = _graphql(ui, CHECKS_QUERY, {"key": {"path": ASSET_KEY}})
-    checks = data["assetNodeOrError"]["assetChecksOrError"].get("checks", [])
+    # The partition freshness check is left out: it asks whether *yesterday's* partition is
+    # there, which this test (materializing an older day) rightly leaves failing.
+    def consistency_checks() -> list[dict[str, Any]]:
+        data = _graphql(ui, CHECKS_QUERY, {"key": {"path": ASSET_KEY}})
+        return [
+            c
+            for c in data["assetNodeOrError"]["assetChecksOrError"].get("checks", [])
+            if "freshness" not in c["name"]
+        ]
+
+    checks = consistency_checks()
     if checks:
         _wait_for(
             "asset checks of the run",
             lambda: all(
                 (c["executionForLatestMaterialization"] or {}).get("status") == "SUCCEEDED"
-                for c in _graphql(ui, CHECKS_QUERY, {"key": {"path": ASSET_KEY}})[
-                    "assetNodeOrError"
-                ]["assetChecksOrError"]["checks"]
+                for c in consistency_checks()
             ),
             60.0,
         )
