@@ -14,12 +14,11 @@ import psycopg
 import typer
 from rich.console import Console
 
-from strangler.analytics.ddl import DdlOptions
+from strangler.checks.consistency import reconcile_targets
 from strangler.checks.report import render, store_report
 from strangler.checks.runner import SYSTEMS, CheckTargets, System, run_range
 from strangler.checks.thresholds import get_check_settings
 from strangler.resources.factory import build_resources
-from strangler.search.schema import CollectionNames
 from strangler.settings import get_settings
 
 check_app = typer.Typer(help="Cross-system consistency checks of daily partitions.")
@@ -58,25 +57,14 @@ def partition_range(partition: date | None, start: date | None, end: date | None
 
 def default_targets() -> CheckTargets:
     """Targets from settings, through the same resources the assets use."""
-    settings = get_settings()
-    resources = build_resources(settings)
-    postgres = resources["postgres"]
-    kafka = resources["kafka"]
-    clickhouse = resources["clickhouse"]
-    weaviate = resources["weaviate"]
-    embedder = resources["embedder"]
-    return CheckTargets(
-        postgres_conninfo=postgres.conninfo(),
-        consumer_factory=kafka.consumer,
-        topic_prefix=kafka.topic_prefix,
-        clickhouse=clickhouse.client,
-        clickhouse_ddl=DdlOptions(
-            database=settings.clickhouse_database, cluster=settings.clickhouse_cluster
-        ),
-        weaviate=weaviate.client,
-        collection_names=CollectionNames(settings.weaviate_collection_prefix),
-        dimension=lambda: embedder.dimension,
-        thresholds=get_check_settings(),
+    resources = build_resources(get_settings())
+    return reconcile_targets(
+        resources["postgres"],
+        resources["kafka"],
+        resources["clickhouse"],
+        resources["weaviate"],
+        resources["embedder"],
+        get_check_settings(),
     )
 
 
