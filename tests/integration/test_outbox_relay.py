@@ -26,7 +26,12 @@ from strangler.migration.events import TOPICS, topic_for
 from strangler.migration.kafka_records import load_offset_ranges, read_ranges
 from strangler.migration.outbox_relay import DayRelay, FatalRelayError, RelayOptions
 from strangler.migration.partition_run import PartitionMigration, RunOptions
-from strangler.migration.topics import domain_topic_specs, ensure_topics, progress_topic_spec
+from strangler.migration.topics import (
+    TopicSpec,
+    domain_topic_specs,
+    ensure_topics,
+    progress_topic_spec,
+)
 from strangler.resources.kafka import KafkaResource
 from strangler.stack.manager import Stack
 
@@ -50,9 +55,10 @@ def day_in_store(postgres_url: str, prefixed: KafkaResource) -> Iterator[str]:
         yield url
 
 
-def _relay(url: str, kafka: KafkaResource, **options: object) -> DayRelay:
-    specs = domain_topic_specs(
-        kafka.topic_prefix,
+def _test_topic_specs(prefix: str) -> list[TopicSpec]:
+    """Three partitions: enough to spread keys, small enough to read back fast."""
+    return domain_topic_specs(
+        prefix,
         partitions=3,
         replication_factor=1,
         min_insync_replicas=1,
@@ -60,6 +66,10 @@ def _relay(url: str, kafka: KafkaResource, **options: object) -> DayRelay:
         compaction=False,
         message_max_bytes=1_000_000,
     )
+
+
+def _relay(url: str, kafka: KafkaResource, **options: object) -> DayRelay:
+    specs = _test_topic_specs(kafka.topic_prefix)
     progress = progress_topic_spec(kafka.topic_prefix, 1)
     admin = kafka.admin()
     ensure_topics(admin, [*specs, progress])
@@ -191,15 +201,7 @@ def test_config_drift_is_reported_not_changed(prefixed: KafkaResource) -> None:
     name = prefixed.topic("customers.events")
     admin = prefixed.admin()
     admin.create_topics([NewTopic(name, 2, 1)])[name].result(15)
-    specs = domain_topic_specs(
-        prefixed.topic_prefix,
-        partitions=3,
-        replication_factor=1,
-        min_insync_replicas=1,
-        retention_days=30,
-        compaction=False,
-        message_max_bytes=1_000_000,
-    )
+    specs = _test_topic_specs(prefixed.topic_prefix)
     drift = ensure_topics(admin, specs)
     assert any("2 partitions, settings say 3" in d for d in drift)
     assert any("max.message.bytes" in d for d in drift)
