@@ -12,6 +12,7 @@ from strangler.stack.process import (
     StackError,
     dir_size,
     port_open,
+    process_alive,
     read_pid,
     run_logged,
     spawn,
@@ -158,8 +159,9 @@ class KafkaService:
         return read_pid(self.pid_file, "kafka.Kafka")
 
     def start(self) -> None:
-        if self.pid() is None:
-            spawn(
+        pid = self.pid()
+        if pid is None:
+            pid = spawn(
                 [*self._java(), "kafka.Kafka", str(self.home_dir / "server.properties")],
                 self.log_file,
                 self.pid_file,
@@ -169,7 +171,7 @@ class KafkaService:
             self.healthy,
             120,
             self.log_file,
-            alive=lambda: self.pid() is not None,
+            alive=lambda: pid is not None and process_alive(pid),
         )
 
     def healthy(self) -> bool:

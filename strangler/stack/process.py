@@ -122,6 +122,15 @@ def read_pid(pid_file: Path, must_contain: str) -> int | None:
     return pid
 
 
+def process_alive(pid: int) -> bool:
+    """The spawned process still runs (between fork and exec its command line is not yet
+    the service's, so this must not look at it)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def terminate(pid: int, timeout: float = 30.0) -> None:
     """SIGTERM the process group, then SIGKILL what is left after `timeout`."""
     try:
@@ -135,6 +144,10 @@ def terminate(pid: int, timeout: float = 30.0) -> None:
         return
     except psutil.TimeoutExpired:
         os.killpg(pgid, signal.SIGKILL)
+        try:
+            psutil.Process(pid).wait(10)
+        except psutil.NoSuchProcess:
+            return
 
 
 def wait_until(

@@ -13,6 +13,7 @@ from strangler.stack.process import (
     ServiceStatus,
     StackError,
     dir_size,
+    process_alive,
     read_pid,
     run_logged,
     spawn,
@@ -96,9 +97,10 @@ class WeaviateService:
         return read_pid(self.pid_file, "weaviate-server")
 
     def start(self) -> None:
-        if self.pid() is None:
+        pid = self.pid()
+        if pid is None:
             self.data_dir.mkdir(parents=True, exist_ok=True)
-            spawn(
+            pid = spawn(
                 [
                     str(self.binary),
                     "--host",
@@ -118,7 +120,7 @@ class WeaviateService:
             self.healthy,
             120,
             self.log_file,
-            alive=lambda: self.pid() is not None,
+            alive=lambda: pid is not None and process_alive(pid),
         )
 
     def healthy(self) -> bool:
