@@ -18,7 +18,8 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 from strangler.event_store._db import dumps
 
@@ -136,6 +137,29 @@ def load_offset_ranges(
     return [OffsetRange(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
 
+def _settling(exc: BaseException) -> bool:
+    """Errors a just-created or just-restarted partition gives while its leader settles."""
+    if not isinstance(exc, KafkaException) or not exc.args:
+        return False
+    error = exc.args[0]
+    return isinstance(error, KafkaError) and (
+        error.retriable()
+        or error.code() in (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
+    )
+
+
+@retry(
+    retry=retry_if_exception(_settling),
+    wait=wait_exponential_jitter(initial=0.2, max=2),
+    stop=stop_after_delay(30),
+    reraise=True,
+)
+def watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
+    """(low, high) offsets of a partition, riding out a leader that is still settling."""
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+    return int(low), int(high)
+
+
 class OffsetsGone(RuntimeError):
     """A recorded range starts before the log start: retention removed part of the day."""
 
@@ -160,9 +184,7 @@ def read_ranges(
     if not pending:
         return
     for r in pending.values():
-        low, _high = consumer.get_watermark_offsets(
-            TopicPartition(r.topic, r.kafka_partition), timeout=10
-        )
+        low, _high = watermarks(consumer, r.topic, r.kafka_partition)
         if low > r.start_offset:
             raise OffsetsGone(
                 f"{r.topic}[{r.kafka_partition}] starts at offset {low}, after the recorded start "

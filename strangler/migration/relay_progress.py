@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, TopicPartition
 
+from strangler.migration.kafka_records import watermarks
+
 
 def progress_key(topic: str, partition_key: str) -> str:
     return f"{topic}|{partition_key}"
@@ -67,7 +69,7 @@ def read_progress(
     (bounded by their transaction timeout).
     """
     tp = TopicPartition(progress_topic, 0)
-    low, high = consumer.get_watermark_offsets(tp, timeout=10)
+    low, high = watermarks(consumer, progress_topic, 0)
     found: dict[str, TopicProgress] = {}
     if high <= low:
         return found
