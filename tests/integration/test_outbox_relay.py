@@ -16,14 +16,13 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
-from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from strangler.event_store.model import NewEvent
 from strangler.event_store.store import EventStore
 from strangler.migration.events import TOPICS, topic_for
-from strangler.migration.kafka_records import load_offset_ranges, read_ranges
+from strangler.migration.kafka_records import load_offset_ranges, read_ranges, watermarks
 from strangler.migration.outbox_relay import DayRelay, FatalRelayError, RelayOptions
 from strangler.migration.partition_run import PartitionMigration, RunOptions
 from strangler.migration.topics import (
@@ -151,20 +150,9 @@ def test_dry_run_sends_nothing(day_in_store: str, prefixed: KafkaResource) -> No
     try:
         for topic in TOPICS.values():
             for p in range(3):
-                assert _watermarks(consumer, prefixed.topic(topic), p) == (0, 0)
+                assert watermarks(consumer, prefixed.topic(topic), p) == (0, 0)
     finally:
         consumer.close()
-
-
-@retry(
-    retry=retry_if_exception_type(KafkaException),
-    wait=wait_fixed(0.5),
-    stop=stop_after_delay(20),
-    reraise=True,
-)
-def _watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
-    """A just-created partition may answer NOT_LEADER for a moment while its leader settles."""
-    return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
 
 
 def test_oversized_event_goes_to_failed_entities(
