@@ -168,18 +168,19 @@ class OnnxEncoder:
             _export(transformer, model.tokenizer, fp32)
         path = fp32
         if quantize:
-            path = folder / "model.int8-per-channel.onnx"
+            path = folder / "model.int8-ffn-out-fp32.onnx"
             if not path.exists():
+                import onnx
                 from onnxruntime.quantization import QuantType, quantize_dynamic
 
                 tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                # Per-channel weights on MatMul only: per-tensor int8 drops cosine to ~0.89.
                 quantize_dynamic(
                     str(fp32),
                     str(tmp),
                     weight_type=QuantType.QInt8,
                     per_channel=True,
                     op_types_to_quantize=["MatMul"],
+                    nodes_to_exclude=ffn_output_matmuls(onnx.load(str(fp32))),
                 )
                 tmp.replace(path)
         options = ort.SessionOptions()
@@ -213,6 +214,20 @@ class OnnxEncoder:
         result = np.empty_like(out)
         result[order] = out
         return result
+
+
+def ffn_output_matmuls(model: Any) -> list[str]:
+    """The feed-forward output projections, kept in fp32 by the int8 backend.
+
+    Their inputs are GELU outputs with long-tailed ranges that 8-bit dynamic activation
+    quantization clips; on the sample pages, quantizing every MatMul gives a minimum cosine of
+    0.980 against fp32, keeping these six in fp32 gives 0.991 at 2.2x fp32 PyTorch.
+    """
+    return [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "MatMul" and "/output/dense/" in n.name and "/attention/" not in n.name
+    ]
 
 
 def _export(transformer: Any, tokenizer: Any, target: Path) -> None:
