@@ -12,6 +12,7 @@ from strangler.assets.monolith import monolith_sources
 from strangler.assets.weaviate_collections import weaviate_assets, weaviate_checks
 from strangler.checks.consistency import check_sensors, consistency_checks
 from strangler.checks.freshness import freshness_checks
+from strangler.checks.partition_live import partition_live
 from strangler.resources.factory import build_resources
 from strangler.rollback.job import rollback_jobs
 from strangler.sensors.backfill import backfill_sensors
@@ -37,7 +38,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *clickhouse_assets,
             *weaviate_assets,
         ],
-        asset_checks=[*weaviate_checks, *consistency_checks, *freshness_checks],
+        asset_checks=[*weaviate_checks, *consistency_checks, *freshness_checks, partition_live],
         sensors=[*check_sensors, *rollback_sensors, *backfill_sensors],
         jobs=[*rollback_jobs],
         resources=build_resources(settings),

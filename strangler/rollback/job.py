@@ -16,21 +16,23 @@ import dagster as dg
 import psycopg
 from pydantic import Field
 
-from strangler.analytics.ddl import DdlOptions, default_schema
-from strangler.migration.events import TOPICS
+from strangler.analytics.ddl import DdlOptions
+from strangler.checks.partition_live import ROLLBACK_ID, ROLLED_BACK, live_evaluation
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
 from strangler.resources.weaviate import WeaviateResource
+from strangler.rollback.asset_keys import asset_keys_for
 from strangler.rollback.config import RollbackSettings
 from strangler.rollback.execute import ExecuteResult, execute
+from strangler.rollback.liveness import Liveness
 from strangler.rollback.plan import Plan, build_plan, scope_of
 from strangler.rollback.report import Report, create_request, save_report, set_request_status
 from strangler.rollback.snapshot import SnapshotResult, snapshot_dir, take_snapshot
-from strangler.rollback.targets import ANALYTICS, EVENT_STORE, RELAY, SEARCH, Targets
+from strangler.rollback.targets import ANALYTICS, SEARCH, Targets
 from strangler.rollback.undo import undo
 from strangler.rollback.validate import Validation, validate
-from strangler.search.schema import TYPES, CollectionNames
+from strangler.search.schema import CollectionNames
 from strangler.settings import get_settings
 
 JOB_NAME = "rollback"
@@ -95,20 +97,6 @@ def build_targets(
         consumer_groups=groups,
         snapshot_dir=Path(str(folder)),
     )
-
-
-def asset_keys_for(services: tuple[str, ...]) -> list[dg.AssetKey]:
-    """The daily assets whose partitions a rollback of `services` empties."""
-    keys: list[dg.AssetKey] = []
-    if EVENT_STORE in services:
-        keys.append(dg.AssetKey(["event_store", "events"]))
-    if RELAY in services:
-        keys += [dg.AssetKey(["kafka", t]) for t in TOPICS.values()]
-    if ANALYTICS in services:
-        keys += [dg.AssetKey(["clickhouse", t]) for t in default_schema().swapped_tables]
-    if SEARCH in services:
-        keys += [dg.AssetKey(["weaviate", t]) for t in TYPES]
-    return keys
 
 
 _TARGET_KEYS = (
@@ -233,6 +221,41 @@ def rollback_validate(
     return validate(targets, planned.plan)
 
 
+def mark_partitions(
+    context: dg.OpExecutionContext,
+    services: tuple[str, ...],
+    days: list[str],
+    request_id: str,
+    *,
+    restored: bool = False,
+) -> None:
+    """Record the rollback (or its undo) on every partition it touched, and its `live` check."""
+    for key in asset_keys_for(services):
+        for day in days:
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=key,
+                    partition=day,
+                    metadata={
+                        ROLLED_BACK: not restored,
+                        ROLLBACK_ID: request_id,
+                        "dagster/run_id": context.run_id,
+                    },
+                    tags={ROLLBACK_TAG: request_id},
+                )
+            )
+            state = (
+                Liveness(True, f"Restored from the snapshot of rollback {request_id}.", request_id)
+                if restored
+                else Liveness(
+                    False,
+                    f"Rolled back by {request_id}; empty until re-materialized or undone.",
+                    request_id,
+                )
+            )
+            context.log_event(live_evaluation(key, day, state))  # type: ignore[arg-type]
+
+
 @dg.op
 def rollback_report(
     context: dg.OpExecutionContext,
@@ -253,21 +276,8 @@ def rollback_report(
     with psycopg.connect(targets.postgres_conninfo) as conn:
         save_report(conn, report, snapshot_dir(targets, planned.request_id))
         conn.commit()
-    if not planned.dry_run:
-        for key in asset_keys_for(planned.plan.scope.services):
-            for day in planned.plan.days:
-                context.log_event(
-                    dg.AssetObservation(
-                        asset_key=key,
-                        partition=day,
-                        metadata={
-                            "rolled_back": True,
-                            "rollback_id": planned.request_id,
-                            "dagster/run_id": context.run_id,
-                        },
-                        tags={ROLLBACK_TAG: planned.request_id},
-                    )
-                )
+    if not planned.dry_run and executed is not None:
+        mark_partitions(context, planned.plan.scope.services, planned.plan.days, planned.request_id)
     context.add_output_metadata(
         {
             "status": report.status,
@@ -315,15 +325,7 @@ def rollback_undo_op(
     overrides = {k: getattr(config, k) for k in _TARGET_KEYS}
     targets = build_targets(postgres, kafka, clickhouse, weaviate, overrides)
     result = undo(targets, config.ref)
-    for key in asset_keys_for(result.services):
-        for day in result.days:
-            context.log_event(
-                dg.AssetObservation(
-                    asset_key=key,
-                    partition=day,
-                    metadata={"rolled_back": False, "restored_from": result.request_id},
-                )
-            )
+    mark_partitions(context, result.services, result.days, result.request_id, restored=True)
     summary = {"request_id": result.request_id, "days": result.days, "restored": result.restored}
     context.add_output_metadata({"undo": dg.MetadataValue.json(summary)})
     return summary

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import Any
 
+import dagster as dg
 import pytest
 from typer.testing import CliRunner
 
@@ -75,3 +76,32 @@ def test_cli_mirrors_the_old_script(captured: list[tuple[str, dict[str, Any]]]) 
     assert captured[-1] == ("rollback_undo", {"ref": "42"})
     bad = runner.invoke(cli.rollback_app, ["redis", "--from", "2026-01-01", "--to", "2026-01-01"])
     assert bad.exit_code != 0
+
+
+def test_liveness_fails_after_a_rollback_until_rematerialized() -> None:
+    from strangler.rollback.liveness import RollbackMark, liveness
+
+    assert liveness(None, None).passed
+    assert liveness(100.0, None).passed
+    rolled = RollbackMark(timestamp=200.0, rolled_back=True, rollback_id="r1")
+    state = liveness(100.0, rolled)
+    assert not state.passed and state.rollback_id == "r1"
+    assert "re-materialized" in state.description
+    assert not liveness(None, rolled).passed
+    assert liveness(300.0, rolled).passed
+    restored = RollbackMark(timestamp=250.0, rolled_back=False, rollback_id="r1")
+    assert liveness(100.0, restored).passed
+
+
+def test_every_rolled_back_asset_has_a_live_check() -> None:
+    from strangler.checks.partition_live import LIVE_SPECS
+    from strangler.definitions import defs
+    from strangler.rollback.asset_keys import ALL_SERVICES, asset_keys_for, service_of
+
+    keys = asset_keys_for(ALL_SERVICES)
+    assert {s.asset_key for s in LIVE_SPECS} == set(keys)
+    graph = defs.resolve_asset_graph()
+    for key in keys:
+        assert graph.has(key), key
+        assert service_of(key) is not None
+        assert dg.AssetCheckKey(key, "live") in graph.asset_check_keys

@@ -1,0 +1,91 @@
+"""The `live` check on every daily asset: fails on a partition a rollback emptied.
+
+The rollback job reports it failed for the partitions it empties, an undo reports it passed;
+materializing the partition runs it again, and it passes because the materialization is newer
+than the rollback's mark.
+"""
+
+from collections.abc import Iterator
+
+import dagster as dg
+
+from strangler.partitions import daily_partitions
+from strangler.rollback.asset_keys import ALL_SERVICES, asset_keys_for
+from strangler.rollback.liveness import Liveness, RollbackMark, liveness
+
+LIVE_CHECK = "live"
+ROLLED_BACK = "rolled_back"
+ROLLBACK_ID = "rollback_id"
+
+LIVE_SPECS = [
+    dg.AssetCheckSpec(
+        LIVE_CHECK,
+        asset=key,
+        description="The partition holds data: no rollback emptied it since it was materialized.",
+        partitions_def=daily_partitions,
+    )
+    for key in asset_keys_for(ALL_SERVICES)
+]
+
+
+def latest_mark(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partition: str
+) -> RollbackMark | None:
+    """The newest rollback/undo observation of the partition."""
+    records = instance.fetch_observations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=20
+    ).records
+    for record in records:
+        observation = record.asset_observation
+        if observation is None or ROLLED_BACK not in observation.metadata:
+            continue
+        rollback_id = observation.metadata.get(ROLLBACK_ID)
+        return RollbackMark(
+            timestamp=record.timestamp,
+            rolled_back=bool(observation.metadata[ROLLED_BACK].value),
+            rollback_id=str(rollback_id.value) if rollback_id is not None else None,
+        )
+    return None
+
+
+def latest_materialization(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partition: str
+) -> float | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+    ).records
+    return records[0].timestamp if records else None
+
+
+def partition_liveness(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> Liveness:
+    return liveness(
+        latest_materialization(instance, key, partition), latest_mark(instance, key, partition)
+    )
+
+
+def live_evaluation(key: dg.AssetKey, partition: str, state: Liveness) -> dg.AssetCheckEvaluation:
+    """The check's result as an event a job or sensor logs (rollback, undo)."""
+    return dg.AssetCheckEvaluation(
+        asset_key=key,
+        check_name=LIVE_CHECK,
+        passed=state.passed,
+        partition=partition,
+        description=state.description,
+        metadata={ROLLBACK_ID: state.rollback_id or ""},
+        severity=dg.AssetCheckSeverity.ERROR,
+    )
+
+
+@dg.multi_asset_check(specs=LIVE_SPECS, can_subset=True, name="partition_live")
+def partition_live(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+    partition = context.partition_key
+    for check_key in sorted(context.selected_asset_check_keys, key=str):
+        state = partition_liveness(context.instance, check_key.asset_key, partition)
+        yield dg.AssetCheckResult(
+            asset_key=check_key.asset_key,
+            check_name=LIVE_CHECK,
+            passed=state.passed,
+            description=state.description,
+            metadata={ROLLBACK_ID: state.rollback_id or ""},
+            severity=dg.AssetCheckSeverity.ERROR,
+        )
