@@ -142,3 +142,47 @@ def test_vector_text_and_names() -> None:
     )
     assert CollectionNames("t1").document == "T1Document"
     assert CollectionNames().ocr_page == "OcrPage"
+
+
+def test_ffn_output_matmuls_picks_only_feed_forward_output_projections() -> None:
+    """int8 keeps exactly these in fp32; an attention projection slipping in costs speed, a
+    missed FFN output costs fidelity (GELU outputs clip under 8-bit activations)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from strangler.resources.embeddings import ffn_output_matmuls
+
+    names = [
+        "/encoder/layer.0/attention/self/query/MatMul",
+        "/encoder/layer.0/attention/output/dense/MatMul",
+        "/encoder/layer.0/intermediate/dense/MatMul",
+        "/encoder/layer.0/output/dense/MatMul",
+        "/encoder/layer.1/attention/output/dense/MatMul",
+        "/encoder/layer.1/output/dense/MatMul",
+    ]
+    nodes = [
+        helper.make_node("MatMul", [f"h{i}", "w"], [f"h{i + 1}"], name=name)
+        for i, name in enumerate(names)
+    ]
+    # Same path, not a MatMul: the bias Add of the projection stays out.
+    nodes.append(
+        helper.make_node(
+            "Add", [f"h{len(names)}", "b"], ["y"], name="/encoder/layer.1/output/dense/Add"
+        )
+    )
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("h0", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        initializer=[
+            helper.make_tensor("w", TensorProto.FLOAT, [4, 4], [0.1] * 16),
+            helper.make_tensor("b", TensorProto.FLOAT, [4], [0.0] * 4),
+        ],
+    )
+    model = helper.make_model(graph)
+    onnx.checker.check_model(model)
+    assert ffn_output_matmuls(model) == [
+        "/encoder/layer.0/output/dense/MatMul",
+        "/encoder/layer.1/output/dense/MatMul",
+    ]
