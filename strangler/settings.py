@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     weaviate_replication_factor: int = Field(
         default=1, ge=1, description="Collection replication factor."
     )
+    weaviate_multi_tenancy: bool = Field(
+        default=False, description="Tenant per customer for Document and OcrPage."
+    )
     weaviate_upload_batch: int = Field(default=500, ge=1, description="Objects per batch request.")
     weaviate_max_failure_ratio: float = Field(
         default=0.01, ge=0, description="Fail the run when failed / objects exceeds this."
