@@ -65,6 +65,10 @@ class WeaviateSinkConfig(dg.Config):
     max_connections: int = Field(default=_settings.weaviate_max_connections, ge=4)
     ef: int = Field(default=_settings.weaviate_ef, description="-1: dynamic ef.")
     replication_factor: int = Field(default=_settings.weaviate_replication_factor, ge=1)
+    multi_tenancy: bool = Field(
+        default=_settings.weaviate_multi_tenancy,
+        description="Create Document and OcrPage with one tenant per customer.",
+    )
 
 
 class SemanticSearchCheckConfig(dg.Config):
@@ -141,6 +145,7 @@ def weaviate_collections(
             max_connections=config.max_connections,
             ef=config.ef,
             replication_factor=config.replication_factor,
+            multi_tenancy=config.multi_tenancy,
         ),
         upload_batch=config.upload_batch,
         encode_batch=config.encode_batch,
@@ -186,6 +191,7 @@ def weaviate_collections(
                 "references": r.references,
                 "dangling_references": r.dangling_references,
                 "deleted_stale": r.deleted,
+                "tenants": r.tenants,
                 "failures": failed_by_collection.get(r.collection, 0),
                 "vectors_per_s": dg.FloatMetadataValue(round(r.vectors_per_s, 1)),
                 "cache_hits": r.encode.cache_hits,

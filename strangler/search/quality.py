@@ -7,6 +7,8 @@ object whose distance equals the k-th hit's is as good a match as any of them.
 Category: a query written for one category ("overdue invoice, payment reminder") over D's
 objects must return mostly that category among the top n, n = min(k, objects of it that day).
 Scrambled or stale vectors fail both.
+In a multi-tenant collection the recall probe searches the object's own tenant (the scope a
+customer searches in) and the category query runs in every tenant, merged by distance.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from weaviate.classes.query import Filter, MetadataQuery, QueryReference
 from strangler.search.embedding_cache import CachedEncoder
 from strangler.search.objects import vector_text
 from strangler.search.schema import DAY, CollectionNames
+from strangler.search.tenants import near_vector_all, scopes
 
 _TIE = 1e-4
 _FETCH_LIMIT = 10_000
@@ -93,24 +96,29 @@ def check_day(
 ) -> QualityResult:
     options = options or QualityOptions()
     name = names.of(aggregate_type)
-    collection = client.collections.get(name)
     result = QualityResult(name, day, options=options)
     on_day = Filter.by_property(DAY).equal(day)
-    found = collection.query.fetch_objects(filters=on_day, limit=_FETCH_LIMIT, include_vector=False)
-    population = sorted(found.objects, key=lambda o: str(o.uuid))
+    population: list[tuple[Any, Any]] = []
+    available = 0
+    for _tenant, handle in scopes(client, name):
+        found = handle.query.fetch_objects(filters=on_day, limit=_FETCH_LIMIT, include_vector=False)
+        population += [(handle, o) for o in found.objects]
+        if found.objects and aggregate_type in ("Document", "OcrPage"):
+            available += _of_category(handle, aggregate_type, on_day, options.category)
+    population.sort(key=lambda p: str(p[1].uuid))
     sample = random.Random(f"{name}:{day}").sample(
         population, min(options.sample_size, len(population))
     )
     result.sampled = len(sample)
     if sample:
-        queries, _ = encoder.encode([vector_text(aggregate_type, o.properties) for o in sample])
-        for obj, query in zip(sample, queries, strict=True):
-            if _recalled(collection, obj.uuid, query, options.k):
+        queries, _ = encoder.encode([vector_text(aggregate_type, o.properties) for _, o in sample])
+        for (handle, obj), query in zip(sample, queries, strict=True):
+            if _recalled(handle, obj.uuid, query, options.k):
                 result.hits += 1
             else:
                 result.misses.append(str(obj.uuid))
     if aggregate_type in ("Document", "OcrPage"):
-        _category(collection, encoder, aggregate_type, on_day, result)
+        _category(client, name, encoder, aggregate_type, on_day, available, result)
     return result
 
 
@@ -141,33 +149,45 @@ def _recalled(collection: Any, target: Any, query: np.ndarray, k: int) -> bool:
     )
 
 
+def _of_category(handle: Any, aggregate_type: str, on_day: Any, category: str) -> int:
+    """D's objects of `category` in one scope (a page's category is its document's)."""
+    if aggregate_type == "Document":
+        of_category = Filter.by_property("category").equal(category)
+    else:
+        of_category = Filter.by_ref("document").by_property("category").equal(category)
+    found = handle.aggregate.over_all(filters=on_day & of_category, total_count=True)
+    return int(found.total_count or 0)
+
+
 def _category(
-    collection: Any,
+    client: weaviate.WeaviateClient,
+    name: str,
     encoder: CachedEncoder,
     aggregate_type: str,
     on_day: Any,
+    available: int,
     result: QualityResult,
 ) -> None:
     options = result.options
-    if aggregate_type == "Document":
-        of_category = Filter.by_property("category").equal(options.category)
-        refs = None
-    else:
-        of_category = Filter.by_ref("document").by_property("category").equal(options.category)
-        refs = QueryReference(link_on="document", return_properties=["category"])
-    available = collection.aggregate.over_all(filters=on_day & of_category, total_count=True)
-    n = min(options.k, int(available.total_count or 0))
+    n = min(options.k, available)
     if n == 0:
         return
+    refs = (
+        None
+        if aggregate_type == "Document"
+        else QueryReference(link_on="document", return_properties=["category"])
+    )
     query, _ = encoder.encode([options.category_query])
-    hits = collection.query.near_vector(
-        near_vector=query[0].tolist(),
-        limit=n,
+    hits = near_vector_all(
+        client,
+        name,
+        query[0].tolist(),
+        n,
         filters=on_day,
         return_references=refs,
         return_properties=["category"] if aggregate_type == "Document" else [],
-    ).objects
-    categories = [_category_of(aggregate_type, h) for h in hits]
+    )
+    categories = [_category_of(aggregate_type, h) for _, h in hits]
     result.top_categories = categories
     result.category_considered = n
     result.category_hits = sum(c == options.category for c in categories)

@@ -6,6 +6,8 @@ cosine distance, and cross-references `OcrPage.document -> Document`,
 so a day can be replaced) and `load_token` (the run that wrote it, so objects the source no
 longer has are the ones a run did not touch). An existing collection that differs from the
 declaration is reported as drift and left alone: changing a live index is a human decision.
+With multi-tenancy on (strangler.search.tenants), `Document` and `OcrPage` hold one tenant per
+customer; `Customer` stays single-tenant.
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ DAY = "day"
 LOAD_TOKEN = "load_token"
 TYPES = ("Customer", "Document", "OcrPage")
 """Aggregate types, in load order: reference targets first."""
+MULTI_TENANT_TYPES = ("Document", "OcrPage")
+"""Collections split into one tenant per customer when multi-tenancy is on."""
+REFERENCE_KEYS: dict[str, tuple[str, str]] = {
+    "customer": ("Customer", "customer_id"),
+    "document": ("Document", "document_id"),
+}
+"""Reference property -> (target aggregate type, property holding the target's aggregate id)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,7 @@ class SchemaOptions:
     max_connections: int = 32
     ef: int = -1
     replication_factor: int = 1
+    multi_tenancy: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,12 +83,13 @@ class CollectionSpec:
     references: dict[str, str] = field(default_factory=dict)
     """Reference property -> target collection name."""
     description: str = ""
+    multi_tenant: bool = False
 
 
 _KEYWORD = {"day", "load_token", "category", "status", "plan", "country", "content_hash"}
 
 
-def declared(names: CollectionNames) -> list[CollectionSpec]:
+def declared(names: CollectionNames, multi_tenancy: bool = False) -> list[CollectionSpec]:
     """The declared collections, reference targets first."""
     common = {DAY: DataType.TEXT, LOAD_TOKEN: DataType.TEXT, "content_hash": DataType.TEXT}
     return [
@@ -106,6 +117,7 @@ def declared(names: CollectionNames) -> list[CollectionSpec]:
             },
             references={"customer": names.customer},
             description="An uploaded document; vector of its title and category.",
+            multi_tenant=multi_tenancy,
         ),
         CollectionSpec(
             names.ocr_page,
@@ -119,6 +131,7 @@ def declared(names: CollectionNames) -> list[CollectionSpec]:
             },
             references={"document": names.document},
             description="One OCR page; vector of its text (chunked and mean-pooled if long).",
+            multi_tenant=multi_tenancy,
         ),
     ]
 
@@ -136,7 +149,7 @@ def ensure_schema(
     """Create missing collections; report (never change) differences in existing ones."""
     options = options or SchemaOptions()
     report = SchemaReport()
-    for spec in declared(names):
+    for spec in declared(names, options.multi_tenancy):
         if client.collections.exists(spec.name):
             report.existing.append(spec.name)
             report.drift.extend(_drift(client, spec, options))
@@ -179,6 +192,13 @@ def _create(client: weaviate.WeaviateClient, spec: CollectionSpec, options: Sche
         ),
         replication_config=Configure.replication(factor=options.replication_factor),
         inverted_index_config=Configure.inverted_index(index_null_state=False),
+        multi_tenancy_config=(
+            Configure.multi_tenancy(
+                enabled=True, auto_tenant_creation=True, auto_tenant_activation=True
+            )
+            if spec.multi_tenant
+            else None
+        ),
     )
 
 
@@ -217,6 +237,15 @@ def _drift(
     if factor is not None and factor != options.replication_factor:
         found.append(
             f"{spec.name}: replication factor {factor} (declared {options.replication_factor})"
+        )
+    tenancy = config.multi_tenancy_config
+    live_mt = bool(tenancy and tenancy.enabled)
+    if live_mt != spec.multi_tenant:
+        found.append(
+            f"{spec.name}: multi-tenancy {'on' if live_mt else 'off'} (declared "
+            f"{'on' if spec.multi_tenant else 'off'}; STRANGLER_WEAVIATE_MULTI_TENANCY): objects"
+            f" keep going where the live collection puts them"
+            f" ({'one tenant per customer' if live_mt else 'no tenants'})"
         )
     return found
 

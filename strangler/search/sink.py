@@ -7,6 +7,12 @@ that run's `load_token`. After the upload, objects of D with another token are e
 the source no longer has (or that Weaviate rejected this time, which are recorded in
 failed_entities), and are deleted. Re-running D therefore leaves the same objects.
 
+A multi-tenant collection (strangler.search.tenants) gets every write in the object's tenant:
+upserts and references per tenant, stale objects deleted in every tenant (a dropped object's
+customer may have nothing else on D). A page's customer comes from its document: the day's own
+DocumentUploaded, else the event store; a page whose customer is unknown is a failure
+(`tenant_unresolved`), never dropped silently.
+
 Encoding runs in a worker thread, a bounded queue ahead of the uploads (PyTorch and ONNX
 Runtime release the GIL), so model time and network time overlap and at most a few encode
 batches of vectors are in memory at once.
@@ -20,7 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -41,11 +47,21 @@ from strangler.search.objects import DayFold, SearchObject, Skipped
 from strangler.search.schema import (
     DAY,
     LOAD_TOKEN,
+    REFERENCE_KEYS,
     TYPES,
     CollectionNames,
     SchemaOptions,
     SchemaReport,
     ensure_schema,
+)
+from strangler.search.tenants import (
+    Placement,
+    ensure_tenants,
+    is_multi_tenant,
+    place,
+    present,
+    scoped,
+    scopes,
 )
 
 CONSUMER_GROUP = "search-service"
@@ -83,6 +99,8 @@ class TypeResult:
     dangling_references: int = 0
     deleted: int = 0
     failed: int = 0
+    tenants: int = 0
+    """Tenants written to (0: a single-tenant collection)."""
     seconds: float = 0.0
     encode: EncodeStats = field(default_factory=EncodeStats)
 
@@ -178,10 +196,15 @@ def load_day(
     options: SinkOptions,
     types: Sequence[str] = TYPES,
     log: Callable[[str], None] = lambda _m: None,
+    conn: psycopg.Connection[Any] | None = None,
 ) -> tuple[
     dict[str, TypeResult], list[tracking.Failure], list[tuple[uuid.UUID, str, float, str | None]]
 ]:
-    """Upsert D's objects, delete D's stale ones; returns results, failures, event outcomes."""
+    """Upsert D's objects, delete D's stale ones; returns results, failures, event outcomes.
+
+    `conn` (the event store) resolves the customer of pages whose document is not of D; only
+    multi-tenant collections need it.
+    """
     objects, skipped = read.fold.objects()
     failures = [_skipped_failure(options.names, s) for s in skipped if s.aggregate_type in types]
     outcomes: list[tuple[uuid.UUID, str, float, str | None]] = [
@@ -189,8 +212,12 @@ def load_day(
     ]
     results: dict[str, TypeResult] = {}
     for atype in types:
+        placement: Placement | None = None
+        if is_multi_tenant(client.collections.get(options.names.of(atype))):
+            customers = _document_customers(conn, objects["Document"], objects[atype])
+            placement = place(atype, objects[atype], customers, read.fold.day)
         result, type_failures, type_outcomes = _load_type(
-            client, encoder, atype, objects[atype], read.fold.day, run_token, options
+            client, encoder, atype, objects[atype], read.fold.day, run_token, options, placement
         )
         results[atype] = result
         failures.extend(type_failures)
@@ -203,6 +230,54 @@ def load_day(
     return results, failures, outcomes
 
 
+def _document_customers(
+    conn: psycopg.Connection[Any] | None,
+    documents: list[SearchObject],
+    objs: list[SearchObject],
+) -> dict[str, Any]:
+    """Document id -> customer id for the objects' documents: D's own documents first (free),
+    the rest from their DocumentUploaded in the event store (a page can be extracted days after
+    its document was uploaded)."""
+    known: dict[str, Any] = {d.aggregate_id: d.properties.get("customer_id") for d in documents}
+    wanted = sorted(
+        {
+            str(o.properties["document_id"])
+            for o in objs
+            if o.aggregate_type == "OcrPage" and o.properties.get("document_id") is not None
+        }
+        - set(known)
+    )
+    if wanted and conn is not None:
+        rows = conn.execute(
+            "SELECT DISTINCT ON (aggregate_id) aggregate_id, payload -> 'customer_id'"
+            " FROM eventstore.events WHERE aggregate_type = 'Document'"
+            " AND event_type = 'DocumentUploaded' AND aggregate_id = ANY(%s)"
+            " ORDER BY aggregate_id, aggregate_version DESC",
+            (wanted,),
+        ).fetchall()
+        conn.commit()
+        known.update({str(r[0]): r[1] for r in rows})
+    return known
+
+
+def _parts(
+    chunk: list[SearchObject], tenant_of: dict[str, str], size: int
+) -> Iterator[tuple[str | None, int, list[SearchObject]]]:
+    """(tenant, start, objects): runs of one tenant (None: single-tenant), at most `size` long."""
+    start = 0
+    while start < len(chunk):
+        tenant = tenant_of.get(chunk[start].aggregate_id)
+        end = start + 1
+        while (
+            end < len(chunk)
+            and end - start < size
+            and tenant_of.get(chunk[end].aggregate_id) == tenant
+        ):
+            end += 1
+        yield tenant, start, chunk[start:end]
+        start = end
+
+
 def _load_type(
     client: weaviate.WeaviateClient,
     encoder: CachedEncoder,
@@ -211,17 +286,42 @@ def _load_type(
     day: str,
     run_token: str,
     options: SinkOptions,
+    placement: Placement | None = None,
 ) -> tuple[TypeResult, list[tracking.Failure], list[tuple[uuid.UUID, str, float, str | None]]]:
     name = options.names.of(atype)
     collection = client.collections.get(name)
     result = TypeResult(atype, name, objects=len(objs))
     failures: list[tracking.Failure] = []
     failed_ids: set[str] = set()
+    tenant_of: dict[str, str] = {}
+    todo = objs
+    if placement is not None:
+        for o in objs:
+            if o.aggregate_id in placement.unresolved:
+                failed_ids.add(o.aggregate_id)
+                failures.append(
+                    tracking.Failure(
+                        name,
+                        o.aggregate_id,
+                        "tenant_unresolved",
+                        placement.unresolved[o.aggregate_id],
+                        _json_safe(o.properties),
+                        o.event_ids,
+                    )
+                )
+        tenant_of = placement.tenants
+        result.tenants = len(set(tenant_of.values()))
+        # Grouped by tenant (stable), so uploads fill whole per-tenant batches.
+        todo = sorted(
+            (o for o in objs if o.aggregate_id in tenant_of),
+            key=lambda o: tenant_of[o.aggregate_id],
+        )
+        ensure_tenants(collection, (tenant_of[o.aggregate_id] for o in todo))
     started = time.perf_counter()
-    for chunk, vectors, stats in _encoded(encoder, objs, options.encode_batch):
+    for chunk, vectors, stats in _encoded(encoder, todo, options.encode_batch):
         result.encode.add(stats)
-        for start in range(0, len(chunk), options.upload_batch):
-            part = chunk[start : start + options.upload_batch]
+        for tenant, start, part in _parts(chunk, tenant_of, options.upload_batch):
+            handle = scoped(collection, tenant)
             data = [
                 DataObject(
                     properties={
@@ -234,7 +334,7 @@ def _load_type(
                 )
                 for i, o in enumerate(part)
             ]
-            rejected = _insert(collection, data)
+            rejected = _insert(handle, data)
             for index, message in rejected.items():
                 o = part[index]
                 failed_ids.add(o.aggregate_id)
@@ -249,7 +349,9 @@ def _load_type(
                     )
                 )
             linked = [o for i, o in enumerate(part) if i not in rejected and o.references]
-            ref_failures = _link(collection, linked)
+            if tenant is not None:
+                linked = _with_present_targets(client, options.names, tenant, linked)
+            ref_failures = _link(handle, linked)
             for o, message in ref_failures:
                 failed_ids.add(o.aggregate_id)
                 failures.append(
@@ -269,8 +371,8 @@ def _load_type(
     result.failed = len(failed_ids)
     result.loaded = result.objects - result.failed
     result.references = sum(len(o.references) for o in objs if o.aggregate_id not in failed_ids)
-    result.deleted = _delete_stale(collection, day, run_token)
-    result.dangling_references = _dangling(client, objs, failed_ids, options.names)
+    result.deleted = sum(_delete_stale(h, day, run_token) for _t, h in scopes(client, name))
+    result.dangling_references = _dangling(client, objs, failed_ids, options.names, tenant_of)
     share_ms = 1000.0 * result.seconds / max(len(objs), 1)
     errors = {f.source_key: f.reason for f in failures}
     outcomes: list[tuple[uuid.UUID, str, float, str | None]] = [
@@ -330,6 +432,35 @@ def _link(collection: Any, objs: list[SearchObject]) -> list[tuple[SearchObject,
     except WeaviateBaseError as exc:
         return [(o, _message(exc)) for o, _ in refs]
     return [(refs[i][0], e.message) for i, e in response.errors.items()]
+
+
+def _with_present_targets(
+    client: weaviate.WeaviateClient, names: CollectionNames, tenant: str, objs: list[SearchObject]
+) -> list[SearchObject]:
+    """The objects with only the references whose target exists.
+
+    A tenant's writes are checked: Weaviate rejects a reference from a multi-tenant object to a
+    target that is not there (yet), where a single-tenant collection keeps it dangling. Such a
+    reference is left out and counted as dangling; a re-run of the day, once the target's day is
+    loaded, links it.
+    """
+    by_collection: dict[str, set[tuple[str | None, uuid.UUID]]] = {}
+    for o in objs:
+        for ref, target in o.references.items():
+            by_collection.setdefault(names.of(REFERENCE_KEYS[ref][0]), set()).add((tenant, target))
+    found = {
+        (name, key) for name, keys in by_collection.items() for key in present(client, name, keys)
+    }
+    kept = []
+    for o in objs:
+        refs = {
+            ref: target
+            for ref, target in o.references.items()
+            if (names.of(REFERENCE_KEYS[ref][0]), (tenant, target)) in found
+        }
+        if refs:
+            kept.append(replace(o, references=refs))
+    return kept
 
 
 _DONE = object()
@@ -393,26 +524,22 @@ def _dangling(
     objs: list[SearchObject],
     failed_ids: set[str],
     names: CollectionNames,
+    tenant_of: dict[str, str] | None = None,
 ) -> int:
-    """References whose target is not (yet) in Weaviate: another day not loaded, or a failure."""
-    targets: dict[str, set[uuid.UUID]] = {}
+    """References whose target is not (yet) in Weaviate: another day not loaded, or a failure.
+    A multi-tenant target counts only in the referrer's tenant."""
+    tenant_of = tenant_of or {}
+    targets: dict[str, set[tuple[str | None, uuid.UUID]]] = {}
     for o in objs:
         if o.aggregate_id in failed_ids:
             continue
         for ref, target in o.references.items():
-            atype = "Customer" if ref == "customer" else "Document"
-            targets.setdefault(names.of(atype), set()).add(target)
-    missing = 0
-    for collection_name, ids in targets.items():
-        collection = client.collections.get(collection_name)
-        ordered = sorted(ids, key=str)
-        for start in range(0, len(ordered), 1_000):
-            part = ordered[start : start + 1_000]
-            found = collection.query.fetch_objects(
-                filters=Filter.by_id().contains_any(part), limit=len(part), return_properties=[]
-            )
-            missing += len(part) - len(found.objects)
-    return missing
+            collection_name = names.of(REFERENCE_KEYS[ref][0])
+            targets.setdefault(collection_name, set()).add((tenant_of.get(o.aggregate_id), target))
+    return sum(
+        len(keys) - len(present(client, collection_name, keys))
+        for collection_name, keys in targets.items()
+    )
 
 
 def _skipped_failure(names: CollectionNames, s: Skipped) -> tracking.Failure:
@@ -493,7 +620,14 @@ def _run_day(
         log(read.note)
     run_token = f"{run_id}:{uuid.uuid4().hex[:8]}"
     per_type, failures, outcomes = load_day(
-        client, encoder, read, run_token=run_token, options=options, types=types, log=log
+        client,
+        encoder,
+        read,
+        run_token=run_token,
+        options=options,
+        types=types,
+        log=log,
+        conn=conn,
     )
     result = DayResult(
         day=day,
