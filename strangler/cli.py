@@ -192,25 +192,27 @@ def _print_analytics_examples(settings: Settings) -> None:
 
 
 def _print_semantic_example(settings: Settings, query: str) -> None:
-    """One semantic query over the OCR pages the main job loaded, with its top hits."""
+    """One semantic query over the OCR pages the main job loaded (every tenant), top hits."""
     from strangler.resources.factory import build_resources
     from strangler.search.schema import CollectionNames
+    from strangler.search.tenants import near_vector_all
 
     resources = build_resources(settings)
     vector = resources["embedder"].encode([query])[0]
     names = CollectionNames(settings.weaviate_collection_prefix)
     with resources["weaviate"].client() as client:
-        hits = client.collections.get(names.ocr_page).query.near_vector(
-            vector.tolist(), limit=5, return_metadata=["distance"]
-        )
+        hits = near_vector_all(client, names.ocr_page, vector.tolist(), 5)
     table = Table(title=f"semantic search over OCR pages: {query!r}")
-    for column in ("distance", "page", "text"):
+    for column in ("distance", "page", "tenant", "text"):
         table.add_column(column)
-    for obj in hits.objects:
+    for tenant, obj in hits:
         distance = obj.metadata.distance if obj.metadata else None
         text = str(obj.properties.get("text", ""))
         table.add_row(
-            f"{distance:.3f}" if distance is not None else "-", str(obj.uuid)[:8], text[:110]
+            f"{distance:.3f}" if distance is not None else "-",
+            str(obj.uuid)[:8],
+            tenant or "-",
+            text[:110],
         )
     console.print(table)
 

@@ -4,7 +4,8 @@ Responsibilities are split so one culprit fails one check: `matches_event_store`
 objects missing for D (and on stale objects of aggregates the store knows); `references_resolve`
 fails on objects whose aggregate the event store does not know at all (orphans) and on
 references whose target object is absent; `vectors_complete` on absent, short, non-finite or
-zero vectors.
+zero vectors. A multi-tenant collection is read tenant by tenant (strangler.search.tenants), and
+a reference counts as resolved only when its target is in the referrer's tenant.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from weaviate.classes.query import Filter
 
 from strangler.checks.kafka import freshness_outcome
 from strangler.checks.outcome import CheckOutcome
+from strangler.search import tenants
 from strangler.search.objects import CREATION_EVENTS, object_uuid
 from strangler.search.schema import DAY, TYPES, CollectionNames
 from strangler.search.tracking import MIGRATION as SEARCH_MIGRATION
@@ -43,6 +45,7 @@ class DayObject:
     uuid: uuid.UUID
     properties: dict[str, Any]
     vector: list[float] | None = None
+    tenant: str | None = None
 
 
 @dataclass
@@ -52,6 +55,8 @@ class WeaviateDay:
     aggregate_type: str
     collection: str
     objects: dict[uuid.UUID, DayObject] = field(default_factory=dict)
+    tenants: list[str] = field(default_factory=list)
+    """Tenants read (empty: a single-tenant collection)."""
 
 
 def _vector(obj: Any) -> list[float] | None:
@@ -69,30 +74,35 @@ def read_day_objects(
     *,
     include_vector: bool = True,
 ) -> WeaviateDay:
-    """Every object of D: filtered offset pages when D is small, else a cursor walk."""
+    """Every object of D (in every tenant): filtered offset pages when D is small, else a
+    cursor walk."""
     name = names.of(aggregate_type)
     out = WeaviateDay(aggregate_type, name)
     if not client.collections.exists(name):
         return out
-    collection = client.collections.get(name)
     on_day = Filter.by_property(DAY).equal(partition_key)
-    total = collection.aggregate.over_all(filters=on_day, total_count=True).total_count or 0
     props = [DAY, _ID_PROPERTY[aggregate_type]]
     if aggregate_type in _REFERENCES:
         props.append(_REFERENCES[aggregate_type][2])
-    objs: Iterator[Any]
-    if total <= _OFFSET_LIMIT:
-        objs = _pages(collection, on_day, props, include_vector, total)
-    else:
-        objs = (
-            o
-            for o in collection.iterator(include_vector=include_vector, return_properties=props)
-            if o.properties.get(DAY) == partition_key
-        )
-    for o in objs:
-        out.objects[o.uuid] = DayObject(
-            o.uuid, dict(o.properties), _vector(o) if include_vector else None
-        )
+    for tenant, collection in tenants.scopes(client, name):
+        if tenant is not None:
+            out.tenants.append(tenant)
+        total = collection.aggregate.over_all(filters=on_day, total_count=True).total_count or 0
+        if total == 0:
+            continue
+        objs: Iterator[Any]
+        if total <= _OFFSET_LIMIT:
+            objs = _pages(collection, on_day, props, include_vector, total)
+        else:
+            objs = (
+                o
+                for o in collection.iterator(include_vector=include_vector, return_properties=props)
+                if o.properties.get(DAY) == partition_key
+            )
+        for o in objs:
+            out.objects[o.uuid] = DayObject(
+                o.uuid, dict(o.properties), _vector(o) if include_vector else None, tenant
+            )
     return out
 
 
@@ -147,23 +157,6 @@ def _known(conn: psycopg.Connection[Any], aggregate_type: str, ids: Sequence[str
         (aggregate_type, list(ids)),
     ).fetchall()
     return {r[0] for r in rows}
-
-
-def _existing(
-    client: weaviate.WeaviateClient, collection: str, ids: Sequence[uuid.UUID]
-) -> set[uuid.UUID]:
-    if not ids or not client.collections.exists(collection):
-        return set()
-    c = client.collections.get(collection)
-    found: set[uuid.UUID] = set()
-    ordered = sorted(set(ids), key=str)
-    for start in range(0, len(ordered), _PAGE):
-        part = ordered[start : start + _PAGE]
-        res = c.query.fetch_objects(
-            filters=Filter.by_id().contains_any(part), limit=len(part), return_properties=[]
-        )
-        found |= {o.uuid for o in res.objects}
-    return found
 
 
 _SOURCE_TABLES = {"Customer": "customers", "Document": "documents", "OcrPage": "ocr_pages"}
@@ -232,7 +225,9 @@ def check_weaviate_collection(
     known = _known(conn, aggregate_type, sorted(set(extra_ids.values())))
     stale = sorted((u for u, a in extra_ids.items() if a in known), key=str)
     orphans = sorted((u for u, a in extra_ids.items() if a not in known), key=str)
-    where = f"{name} where {DAY} == '{partition_key}'"
+    where = f"{name} where {DAY} == '{partition_key}'" + (
+        f" (in each of its {len(day.tenants)} tenants)" if day.tenants else ""
+    )
     matches = CheckOutcome(
         name="weaviate.matches_event_store",
         system=SYSTEM,
@@ -268,17 +263,20 @@ def check_weaviate_collection(
     explained = 0
     if aggregate_type in _REFERENCES:
         _ref, target_type, prop = _REFERENCES[aggregate_type]
-        wanted: dict[uuid.UUID, tuple[str, list[uuid.UUID]]] = {}
+        wanted: dict[tuple[str | None, uuid.UUID], tuple[str, list[uuid.UUID]]] = {}
         for u, o in day.objects.items():
             value = o.properties.get(prop)
             if value is not None:
                 target_id = str(int(value))
-                entry = wanted.setdefault(object_uuid(target_type, target_id), (target_id, []))
+                key = (o.tenant, object_uuid(target_type, target_id))
+                entry = wanted.setdefault(key, (target_id, []))
                 entry[1].append(u)
-        found = _existing(client, names.of(target_type), list(wanted))
+        found = tenants.present(client, names.of(target_type), wanted)
         absent = {t: v for t, v in wanted.items() if t not in found}
         parked_targets = _parked(conn, names, target_type, [v[0] for v in absent.values()])
-        for target, (target_id, sources) in sorted(absent.items(), key=lambda kv: kv[1][0]):
+        for (_tenant, target), (target_id, sources) in sorted(
+            absent.items(), key=lambda kv: kv[1][0]
+        ):
             if target_id in parked_targets:
                 explained += len(sources)
                 continue

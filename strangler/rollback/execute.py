@@ -24,6 +24,7 @@ from strangler.rollback.plan import Plan
 from strangler.rollback.stores import clickhouse_tables
 from strangler.rollback.targets import ANALYTICS, EVENT_STORE, RELAY, SEARCH, Targets
 from strangler.search.schema import DAY, TYPES
+from strangler.search.tenants import scopes
 
 GROUP_SERVICES = (ANALYTICS, SEARCH)
 """Services that consume Kafka through a consumer group."""
@@ -150,18 +151,19 @@ def _delete_weaviate(targets: Targets, plan: Plan, result: ExecuteResult) -> Non
             name = targets.names.of(type_)
             if not client.collections.exists(name):
                 continue
-            coll = client.collections.get(name)
+            handles = [h for _tenant, h in scopes(client, name)]
             for day in plan.days:
                 removed = 0
-                while True:  # delete_many is capped per call (QUERY_MAXIMUM_RESULTS)
-                    outcome = coll.data.delete_many(where=Filter.by_property(DAY).equal(day))
-                    removed += int(outcome.successful)
-                    if outcome.failed:
-                        raise RuntimeError(
-                            f"Weaviate refused to delete {outcome.failed} objects of {name} {day}"
-                        )
-                    if outcome.matches == 0 or outcome.successful == 0:
-                        break
+                for coll in handles:
+                    while True:  # delete_many is capped per call (QUERY_MAXIMUM_RESULTS)
+                        outcome = coll.data.delete_many(where=Filter.by_property(DAY).equal(day))
+                        removed += int(outcome.successful)
+                        if outcome.failed:
+                            raise RuntimeError(
+                                f"Weaviate refused to delete {outcome.failed} objects of {name} {day}"
+                            )
+                        if outcome.matches == 0 or outcome.successful == 0:
+                            break
                 result.add(SEARCH, f"weaviate.{type_}", day, removed)
 
 

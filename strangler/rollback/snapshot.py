@@ -2,14 +2,15 @@
 
 Postgres rows go to tables in schema `rollback_snapshots` (types kept exactly); ClickHouse
 partitions are attached (hard-linked parts, no FREEZE) into `rb_<id>_<table>` twins; Weaviate
-objects with vectors and references go to JSONL under the snapshot dir; relay progress values
-are kept as JSON beside them.
+objects with vectors and references go to JSONL under the snapshot dir (with their tenant when
+the collection is multi-tenant); relay progress values are kept as JSON beside them.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -17,14 +18,16 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from weaviate.classes.query import QueryReference
+from weaviate.classes.query import Filter, QueryReference
 
 from strangler.analytics.swap import partition_id
 from strangler.migration.relay_progress import progress_key, read_progress, reader_group
 from strangler.rollback.plan import Plan
 from strangler.rollback.stores import clickhouse_tables
 from strangler.rollback.targets import ANALYTICS, EVENT_STORE, RELAY, SEARCH, Targets
-from strangler.search.schema import DAY, TYPES, declared
+from strangler.search.objects import object_uuid
+from strangler.search.schema import DAY, REFERENCE_KEYS, TYPES, declared
+from strangler.search.tenants import is_multi_tenant, scopes
 
 SNAPSHOT_SCHEMA = "rollback_snapshots"
 PG_TABLES: dict[str, tuple[str, str, str]] = {
@@ -170,12 +173,73 @@ def _object_doc(obj: Any) -> dict[str, Any]:
     }
 
 
+_CHUNK = 1_000
+
+
+def _filtered_references(coll: Any, ref: str, docs: list[dict[str, Any]]) -> None:
+    """Fill reference `ref` of `docs` by filtering on its expected target (the object's own
+    `customer_id` / `document_id`): a tenant query cannot resolve a reference into a
+    single-tenant collection (weaviate/weaviate#7281), but it can filter on one."""
+    target_type, key = REFERENCE_KEYS[ref]
+    by_target: dict[uuid.UUID, dict[str, dict[str, Any]]] = {}
+    for doc in docs:
+        value = doc["properties"].get(key)
+        if value is not None:
+            target = object_uuid(target_type, str(int(value)))
+            by_target.setdefault(target, {})[doc["uuid"]] = doc
+    for target, group in by_target.items():
+        hits = coll.query.fetch_objects(
+            filters=Filter.by_id().contains_any(list(group))
+            & Filter.by_ref(ref).by_id().equal(target),
+            limit=len(group),
+            return_properties=[],
+        ).objects
+        for hit in hits:
+            group[str(hit.uuid)]["references"][ref] = [str(target)]
+
+
+def _day_docs(
+    client: Any, coll: Any, tenant: str | None, refs: dict[str, str], days: set[str]
+) -> Iterator[dict[str, Any]]:
+    """The documents of the days' objects of one scope, references included.
+
+    The whole scope is walked by uuid cursor and filtered here: filtered offset paging stops at
+    QUERY_MAXIMUM_RESULTS, a cursor never does.
+    """
+    resolvable = [
+        r
+        for r, target in refs.items()
+        if tenant is None or is_multi_tenant(client.collections.get(target))
+    ]
+    by_filter = [r for r in refs if r not in resolvable]
+    objects = coll.iterator(
+        include_vector=True,
+        return_references=[QueryReference(link_on=r) for r in resolvable] or None,
+    )
+    chunk: list[dict[str, Any]] = []
+    for obj in objects:
+        if obj.properties.get(DAY) not in days:
+            continue
+        doc = _object_doc(obj)
+        if tenant is not None:
+            doc["tenant"] = tenant
+        chunk.append(doc)
+        if len(chunk) >= _CHUNK:
+            for ref in by_filter:
+                _filtered_references(coll, ref, chunk)
+            yield from chunk
+            chunk = []
+    for ref in by_filter:
+        _filtered_references(coll, ref, chunk)
+    yield from chunk
+
+
 def _snapshot_weaviate(
     targets: Targets, request_id: str, plan: Plan, result: SnapshotResult
 ) -> None:
     folder = snapshot_dir(targets, request_id) / "weaviate"
     folder.mkdir(parents=True, exist_ok=True)
-    refs = {spec.name: list(spec.references) for spec in declared(targets.names)}
+    refs = {spec.name: dict(spec.references) for spec in declared(targets.names)}
     days = set(plan.days)
     with targets.weaviate() as client:
         for type_ in TYPES:
@@ -184,19 +248,10 @@ def _snapshot_weaviate(
             counts = dict.fromkeys(plan.days, 0)
             with path.open("w", encoding="utf-8") as out:
                 if client.collections.exists(name):
-                    # The whole collection is scanned by uuid cursor and filtered here: filtered
-                    # offset paging stops at QUERY_MAXIMUM_RESULTS, a cursor never does.
-                    coll = client.collections.get(name)
-                    objects = coll.iterator(
-                        include_vector=True,
-                        return_references=[QueryReference(link_on=r) for r in refs[name]] or None,
-                    )
-                    for obj in objects:
-                        day = obj.properties.get(DAY)
-                        if day not in days:
-                            continue
-                        out.write(json.dumps(_object_doc(obj), default=_json_default) + "\n")
-                        counts[str(day)] += 1
+                    for tenant, coll in scopes(client, name):
+                        for doc in _day_docs(client, coll, tenant, refs[name], days):
+                            out.write(json.dumps(doc, default=_json_default) + "\n")
+                            counts[str(doc["properties"][DAY])] += 1
             for day, n in counts.items():
                 result.add(f"weaviate.{type_}", day, n, str(path))
 

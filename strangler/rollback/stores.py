@@ -12,6 +12,7 @@ from strangler.analytics.ddl import default_schema, quote_identifier
 from strangler.analytics.swap import partition_id
 from strangler.rollback.targets import ANALYTICS, EVENT_STORE, RELAY, SEARCH, Targets
 from strangler.search.schema import DAY, TYPES
+from strangler.search.tenants import scopes
 
 
 def clickhouse_tables(targets: Targets) -> list[str]:
@@ -64,10 +65,15 @@ def weaviate_counts(targets: Targets, day: str) -> dict[str, int]:
             if not client.collections.exists(name):
                 out[name] = 0
                 continue
-            agg = client.collections.get(name).aggregate.over_all(
-                filters=Filter.by_property(DAY).equal(day), total_count=True
+            out[name] = sum(
+                int(
+                    handle.aggregate.over_all(
+                        filters=Filter.by_property(DAY).equal(day), total_count=True
+                    ).total_count
+                    or 0
+                )
+                for _tenant, handle in scopes(client, name)
             )
-            out[name] = int(agg.total_count or 0)
     return out
 
 
@@ -128,13 +134,14 @@ def day_fingerprint(targets: Targets, day: str) -> dict[str, Any]:
             if not client.collections.exists(name):
                 fp[f"weaviate.{type_}"] = (0, _digest([]))
                 continue
-            coll = client.collections.get(name)
+            # A tenant is part of an object's identity: the same object in another tenant differs.
             objs = sorted(
                 (
-                    str(o.uuid),
+                    str(o.uuid) if tenant is None else f"{tenant}/{o.uuid}",
                     sorted((k, str(v)) for k, v in o.properties.items() if k != "load_token"),
                 )
-                for o in coll.iterator(return_properties=None)
+                for tenant, handle in scopes(client, name)
+                for o in handle.iterator(return_properties=None)
                 if o.properties.get(DAY) == day
             )
             fp[f"weaviate.{type_}"] = (len(objs), _digest(objs))

@@ -24,6 +24,7 @@ from strangler.rollback.snapshot import (
 from strangler.rollback.stores import clickhouse_tables_quiet, day_counts
 from strangler.rollback.targets import ANALYTICS, RELAY, SEARCH, Targets
 from strangler.search.schema import TYPES
+from strangler.search.tenants import ensure_tenants, is_multi_tenant, scoped
 
 
 @dataclass
@@ -128,11 +129,18 @@ def _restore_weaviate(targets: Targets, request_id: str) -> int:
             if not path.exists():
                 continue
             coll = client.collections.get(targets.names.of(type_))
-            batch: list[DataObject[Any, Any]] = []
+            multi = is_multi_tenant(coll)
+            batches: dict[str | None, list[DataObject[Any, Any]]] = {}
             with path.open(encoding="utf-8") as lines:
                 for line in lines:
                     doc = json.loads(line)
-                    batch.append(
+                    tenant = doc.get("tenant") if multi else None
+                    if multi and tenant is None:
+                        raise RuntimeError(
+                            f"restoring {path.name}: {coll.name} is multi-tenant now, but object"
+                            f" {doc['uuid']} was snapshotted without a tenant"
+                        )
+                    batches.setdefault(tenant, []).append(
                         DataObject(
                             properties=doc["properties"],
                             uuid=doc["uuid"],
@@ -140,14 +148,17 @@ def _restore_weaviate(targets: Targets, request_id: str) -> int:
                             references=doc["references"] or None,
                         )
                     )
-            for start in range(0, len(batch), 500):
-                outcome = coll.data.insert_many(batch[start : start + 500])
-                if outcome.errors:
-                    first = next(iter(outcome.errors.values()))
-                    raise RuntimeError(
-                        f"restoring {path.name}: {len(outcome.errors)} errors, e.g. {first}"
-                    )
-            n += len(batch)
+            ensure_tenants(coll, [t for t in batches if t is not None])
+            for tenant, batch in batches.items():
+                handle = scoped(coll, tenant)
+                for start in range(0, len(batch), 500):
+                    outcome = handle.data.insert_many(batch[start : start + 500])
+                    if outcome.errors:
+                        first = next(iter(outcome.errors.values()))
+                        raise RuntimeError(
+                            f"restoring {path.name}: {len(outcome.errors)} errors, e.g. {first}"
+                        )
+                n += len(batch)
     return n
 
 
