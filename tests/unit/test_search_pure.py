@@ -186,3 +186,48 @@ def test_ffn_output_matmuls_picks_only_feed_forward_output_projections() -> None
         "/encoder/layer.0/output/dense/MatMul",
         "/encoder/layer.1/output/dense/MatMul",
     ]
+
+
+def test_tenant_name_is_deterministic_and_validated() -> None:
+    import pytest
+
+    from strangler.search.tenants import customer_of_tenant, tenant_name
+
+    assert tenant_name(7) == tenant_name("7") == "customer-7"
+    assert tenant_name(0) == "customer-0"
+    assert customer_of_tenant(tenant_name(123456)) == 123456
+    assert re.fullmatch(r"[A-Za-z0-9\-_]{1,64}", tenant_name(10**30))  # Weaviate's tenant rule
+    for bad in (-1, "-1", "07", " 7", "7a", "", None, 1.0, True, "customer-7", 10**31):
+        with pytest.raises(ValueError):
+            tenant_name(bad)
+    for bad_tenant in ("customer-", "customer-07", "Customer-7", "tenant-7"):
+        with pytest.raises(ValueError):
+            customer_of_tenant(bad_tenant)
+
+
+def test_place_puts_pages_in_their_documents_customer_tenant() -> None:
+    from strangler.search.tenants import place
+
+    fold = DayFold("2025-01-02")
+    doc = {"document_id": 3, "customer_id": 9, "title": "T", "category": "invoice"}
+    fold.add(
+        [
+            _rec("Document", 3, 1, "DocumentUploaded", doc),
+            _rec(
+                "Document", 4, 1, "DocumentUploaded", {**doc, "document_id": 4, "customer_id": None}
+            ),
+            *(
+                _rec("OcrPage", pid, 1, "OcrPageExtracted", {"page_id": pid, "document_id": did})
+                for pid, did in ((5, 3), (6, 8), (7, 2), (8, None))
+            ),
+        ]
+    )
+    objects, _ = fold.objects()
+    docs = place("Document", objects["Document"], {}, fold.day)
+    assert docs.tenants == {"3": "customer-9"}
+    assert "no customer_id" in docs.unresolved["4"]
+    # Document 3 is of the day; document 8's customer came from the event store; 2 is unknown.
+    pages = place("OcrPage", objects["OcrPage"], {"3": 9, "8": "11", "4": None}, fold.day)
+    assert pages.tenants == {"5": "customer-9", "6": "customer-11"}
+    assert "document 2" in pages.unresolved["7"] and "event store" in pages.unresolved["7"]
+    assert "no document_id" in pages.unresolved["8"]
