@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 
 from strangler.rollback.config import RollbackSettings
-from strangler.rollback.job import JOB_NAME, UNDO_JOB_NAME, rollback_jobs
+from strangler.rollback.job import JOB_NAME, UNDO_JOB_NAME
 from strangler.rollback.plan import scope_of
 from strangler.rollback.report import create_request
 from strangler.settings import get_settings
@@ -27,19 +27,6 @@ rollback_app = typer.Typer(
     context_settings={"allow_interspersed_args": True},
 )
 console = Console()
-
-
-def _job(name: str) -> tuple[dg.JobDefinition, Any]:
-    """The job from the code location's definitions, or (until wired) with the resources."""
-    from strangler.resources.factory import build_resources
-
-    try:
-        from strangler.definitions import defs
-
-        return defs.get_job_def(name), None
-    except Exception:  # not wired into definitions yet: run it with the stack's resources
-        jobs = {j.name: j for j in rollback_jobs}
-        return jobs[name], build_resources(get_settings())
 
 
 @rollback_app.callback()
@@ -123,9 +110,9 @@ def rollback(
 def _run(name: str, op: str, config: dict[str, Any]) -> dg.ExecuteInProcessResult:
     settings = get_settings()
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
-    job, resources = _job(name)
-    if resources is not None:
-        job = dg.Definitions(jobs=[job], resources=resources).get_job_def(name)
+    from strangler.definitions import defs
+
+    job = defs.get_job_def(name)
     with dg.DagsterInstance.get() as instance:
         return job.execute_in_process(
             instance=instance, run_config={"ops": {op: {"config": config}}}, raise_on_error=False

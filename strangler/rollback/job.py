@@ -23,6 +23,7 @@ from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
 from strangler.resources.weaviate import WeaviateResource
 from strangler.rollback.asset_keys import asset_keys_for
+from strangler.rollback.code_versions import days_written_after
 from strangler.rollback.config import RollbackSettings
 from strangler.rollback.execute import ExecuteResult, execute
 from strangler.rollback.liveness import Liveness
@@ -128,7 +129,12 @@ def rollback_plan(
     overrides = {k: getattr(config, k) for k in _TARGET_KEYS}
     targets = build_targets(postgres, kafka, clickhouse, weaviate, overrides)
     started = time.monotonic()
-    plan = build_plan(targets, scope)
+    code_version_days = (
+        days_written_after(context.instance, asset_keys_for(scope.services), config.code_version)
+        if config.code_version
+        else None
+    )
+    plan = build_plan(targets, scope, dry_run=config.dry_run, code_version_days=code_version_days)
     with psycopg.connect(targets.postgres_conninfo) as conn:
         request_id = config.request_id or create_request(
             conn,

@@ -7,8 +7,8 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import psycopg
-from packaging.version import InvalidVersion, Version
 
+from strangler.rollback import check_evidence
 from strangler.rollback.stores import day_counts
 from strangler.rollback.targets import Targets, resolve_services
 
@@ -46,6 +46,8 @@ class Plan:
     """day -> service -> store object -> count."""
     neighbours: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     """The same counts for the day before and after the range: validation compares them."""
+    neighbour_checks: dict[str, dict[str, bool]] = field(default_factory=dict)
+    """day -> consistency check -> passed, for the neighbours before the rollback."""
 
     @property
     def total(self) -> int:
@@ -59,6 +61,7 @@ class Plan:
             "days": self.days,
             "counts": self.counts,
             "neighbours": self.neighbours,
+            "neighbour_checks": self.neighbour_checks,
             "total": self.total,
         }
 
@@ -76,39 +79,54 @@ class Plan:
         return "\n".join(lines)
 
 
-def _newer(version: str, than: str) -> bool:
-    try:
-        return Version(version) > Version(than)
-    except InvalidVersion:
-        return version > than
+def select_days(
+    conninfo: str, scope: Scope, code_version_days: list[str] | None = None
+) -> list[str]:
+    """The days in scope: the range, else the days migrated after T and/or written by newer code.
 
-
-def select_days(conninfo: str, scope: Scope) -> list[str]:
-    """The days in scope: the range, else the days migrated after T and/or by newer code."""
+    `code_version_days` are the days whose latest materialization came from a code version newer
+    than the scope's (read from Dagster by the job: strangler.rollback.code_versions).
+    """
     if scope.from_day is not None and scope.to_day is not None:
         start, end = date.fromisoformat(scope.from_day), date.fromisoformat(scope.to_day)
         return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
-    with psycopg.connect(conninfo) as conn:
-        rows = conn.execute(
-            "SELECT DISTINCT partition_key, code_version FROM migration_state.migration_runs"
-            " WHERE NOT dry_run AND status <> 'cancelled'"
-            " AND (%(after)s::timestamptz IS NULL OR coalesce(finished_at, updated_at) > %(after)s)",
-            {"after": scope.after},
-        ).fetchall()
-    days = {
-        str(key)
-        for key, version in rows
-        if scope.code_version is None or _newer(str(version), scope.code_version)
-    }
-    return sorted(days)
+    days: set[str] | None = None
+    if scope.code_version is not None:
+        if code_version_days is None:
+            raise ValueError(
+                "a code-version rollback reads asset code versions from Dagster: run it through"
+                " the rollback job (strangler rollback SERVICE VERSION)"
+            )
+        days = set(code_version_days)
+    if scope.after is not None:
+        with psycopg.connect(conninfo) as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT partition_key FROM migration_state.migration_runs"
+                " WHERE NOT dry_run AND status <> 'cancelled'"
+                " AND coalesce(finished_at, updated_at) > %s",
+                (scope.after,),
+            ).fetchall()
+        after_days = {str(key) for (key,) in rows}
+        days = after_days if days is None else days & after_days
+    return sorted(days or ())
 
 
-def build_plan(targets: Targets, scope: Scope) -> Plan:
-    plan = Plan(scope, select_days(targets.postgres_conninfo, scope))
+def build_plan(
+    targets: Targets,
+    scope: Scope,
+    *,
+    dry_run: bool = False,
+    code_version_days: list[str] | None = None,
+) -> Plan:
+    """Counts per day and service; unless a dry run, the neighbours' check results too."""
+    plan = Plan(scope, select_days(targets.postgres_conninfo, scope, code_version_days))
     for day in plan.days:
         plan.counts[day] = day_counts(targets, day, scope.services)
     for day in neighbour_days(plan.days):
         plan.neighbours[day] = day_counts(targets, day, scope.services)
+        if not dry_run:
+            outcomes = check_evidence.day_outcomes(targets, day, scope.services)
+            plan.neighbour_checks[day] = check_evidence.passed_keys(outcomes)
     return plan
 
 

@@ -146,8 +146,22 @@ class Report:
                 f"- reachable: {v.reachable}",
                 f"- left over: {v.leftovers or 'nothing'}",
                 f"- neighbour days changed: {v.neighbour_changes or 'none'}",
+                f"- checks still finding rolled-back data: {v.checks_still_finding or 'none'}",
+                f"- neighbour checks that regressed: {v.neighbour_check_regressions or 'none'}",
                 "",
             ]
+            for day, lines_ in v.neighbour_references_dangling.items():
+                lines += [
+                    f"References of {day} into the rolled-back days (they resolve again once"
+                    " those days are re-materialized or the rollback is undone):",
+                    "",
+                ]
+                lines += [f"- {line}" for line in lines_]
+                lines.append("")
+            for day, missing in v.checks_report_missing.items():
+                lines += [f"Checks reporting {day} missing:", ""]
+                lines += [f"- {line}" for line in missing] or ["- none"]
+                lines.append("")
         lines += ["## Durations", ""] + [f"- {k}: {s:.2f}s" for k, s in self.durations_s.items()]
         if self.error:
             lines += ["", f"**Error:** {self.error}"]

@@ -39,7 +39,7 @@ def run_rollback(
         set_request_status(conn, request_id, "running")
         conn.commit()
     started = time.monotonic()
-    the_plan = plan or build_plan(targets, scope)
+    the_plan = plan or build_plan(targets, scope, dry_run=dry_run)
     report = Report(request_id, dry_run, the_plan)
     report.durations_s["plan"] = round(time.monotonic() - started, 3)
     try:

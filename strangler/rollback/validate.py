@@ -1,4 +1,8 @@
-"""Step 4: the services answer, the rolled-back days are empty, the neighbours untouched."""
+"""Step 4: the services answer, the rolled-back days are empty, the neighbours untouched.
+
+Emptiness is proven twice: by the rollback's own per-store counts, and by the consistency
+checks (strangler.checks), which must agree with the new state.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 
 import psycopg
 
+from strangler.rollback import check_evidence
 from strangler.rollback.plan import Plan
 from strangler.rollback.stores import day_counts
 from strangler.rollback.targets import ANALYTICS, EVENT_STORE, RELAY, SEARCH, Targets
@@ -22,6 +27,14 @@ class Validation:
     """day -> service -> store -> items still there (should be empty)."""
     neighbour_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
     after: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
+    checks_still_finding: dict[str, list[str]] = field(default_factory=dict)
+    """day -> consistency checks that still find data of a rolled-back day (should be empty)."""
+    checks_report_missing: dict[str, list[str]] = field(default_factory=dict)
+    """day -> failing checks that report the rolled-back day missing (evidence, not an error)."""
+    neighbour_check_regressions: dict[str, list[str]] = field(default_factory=dict)
+    """day -> checks of a neighbour that passed before the rollback and fail now."""
+    neighbour_references_dangling: dict[str, list[str]] = field(default_factory=dict)
+    """day -> a neighbour's references into the removed days (they resolve again on re-run)."""
 
     @property
     def ok(self) -> bool:
@@ -29,6 +42,8 @@ class Validation:
             all(v == "ok" for v in self.reachable.values())
             and not self.leftovers
             and not self.neighbour_changes
+            and not self.checks_still_finding
+            and not self.neighbour_check_regressions
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -38,6 +53,10 @@ class Validation:
             "leftovers": self.leftovers,
             "neighbour_changes": self.neighbour_changes,
             "after": self.after,
+            "checks_still_finding": self.checks_still_finding,
+            "checks_report_missing": self.checks_report_missing,
+            "neighbour_check_regressions": self.neighbour_check_regressions,
+            "neighbour_references_dangling": self.neighbour_references_dangling,
         }
 
 
@@ -85,8 +104,19 @@ def validate(targets: Targets, plan: Plan) -> Validation:
         left = {s: v for s, v in left.items() if v}
         if left:
             result.leftovers[day] = left
+        outcomes = check_evidence.day_outcomes(targets, day, services)
+        if found := check_evidence.still_present(outcomes):
+            result.checks_still_finding[day] = found
+        result.checks_report_missing[day] = check_evidence.reported_missing(outcomes)
     for day, before in plan.neighbours.items():
         now = day_counts(targets, day, services)
         if now != before:
             result.neighbour_changes[day] = {"before": before, "after": now}
+    for day, passed_before in plan.neighbour_checks.items():
+        outcomes = check_evidence.day_outcomes(targets, day, services)
+        regressed, dangling = check_evidence.regressions(passed_before, outcomes)
+        if regressed:
+            result.neighbour_check_regressions[day] = regressed
+        if dangling:
+            result.neighbour_references_dangling[day] = dangling
     return result

@@ -25,7 +25,9 @@ from confluent_kafka import TopicPartition
 from strangler.analytics.ddl import DdlOptions, drop_database_sql
 from strangler.analytics.sink import SinkOptions as AnalyticsOptions
 from strangler.analytics.sink import load_day
+from strangler.assets.event_store import event_store_events
 from strangler.assets.weaviate_collections import cached_encoder
+from strangler.checks.partition_live import partition_live, partition_liveness
 from strangler.migration.events import TOPICS
 from strangler.migration.outbox_relay import DayRelay
 from strangler.migration.partition_run import PartitionMigration, RunOptions
@@ -35,13 +37,15 @@ from strangler.resources.embeddings import EmbedderResource
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
 from strangler.resources.weaviate import WeaviateResource
+from strangler.rollback.check_evidence import PRESENCE_CHECKS, day_outcomes
+from strangler.rollback.code_versions import days_written_after
 from strangler.rollback.execute import RollbackRefused
 from strangler.rollback.job import rollback_job
 from strangler.rollback.plan import scope_of
 from strangler.rollback.report import create_request
 from strangler.rollback.run import run_rollback
 from strangler.rollback.stores import day_fingerprint
-from strangler.rollback.targets import ANALYTICS, SEARCH, Targets
+from strangler.rollback.targets import ANALYTICS, SEARCH, SERVICES, Targets
 from strangler.rollback.undo import undo
 from strangler.search.schema import CollectionNames, drop
 from strangler.search.sink import SinkOptions as SearchOptions
@@ -235,6 +239,15 @@ def test_rollback_empties_the_day_only(built: Built) -> None:
     report = built.rollback()
     assert report.status == "succeeded", report.markdown()
     assert _empty(built.fp(KEY)), built.fp(KEY)
+    validation = report.validation
+    assert validation is not None
+    assert validation.checks_still_finding == {}, validation.checks_still_finding
+    assert validation.neighbour_check_regressions == {}
+    assert set(report.plan.neighbour_checks) == {BEFORE, AFTER}
+    assert any(
+        "event_store.monolith_accounted" in line for line in validation.checks_report_missing[KEY]
+    ), validation.checks_report_missing
+    assert "Checks reporting" in report.markdown()
     assert built.fp(BEFORE) == built.fingerprints[BEFORE]
     assert built.fp(AFTER) == built.fingerprints[AFTER]
     with psycopg.connect(built.url) as conn:
@@ -264,6 +277,31 @@ def test_rollback_empties_the_day_only(built: Built) -> None:
         assert seen.get(tp) == after, (tp, seen.get(tp), after)
 
     built.last_request = report.request_id
+
+
+def test_checks_report_the_rolled_back_day_missing(built: Built) -> None:
+    """The consistency checks agree: D is missing upstream, absent downstream; D-1 still passes."""
+    assert built.last_request, "runs after test_rollback_empties_the_day_only"
+    with psycopg.connect(built.url) as conn:
+        (details,) = conn.execute(
+            "SELECT count(*) FROM migration_state.rollback_reports WHERE request_id = %s"
+            " AND status = 'succeeded'",
+            (built.last_request,),
+        ).fetchone() or (0,)
+    assert details > 0
+    outcomes = day_outcomes(built.targets, KEY, SERVICES)
+    accounted = next(o for o in outcomes if o.name == "event_store.monolith_accounted")
+    assert not accounted.passed, accounted.summary()
+    assert accounted.left_count and (accounted.right_count or 0) < accounted.left_count
+    presence = [o for o in outcomes if o.name in PRESENCE_CHECKS]
+    assert {o.system for o in presence} == {"kafka", "clickhouse", "weaviate"}
+    for o in presence:
+        assert o.right_count == 0, o.summary()
+    before = {o.name: o for o in day_outcomes(built.targets, BEFORE, SERVICES)}
+    assert before["event_store.monolith_accounted"].passed
+    assert all(before[name].passed for name in PRESENCE_CHECKS), [
+        o.summary() for o in before.values() if not o.passed
+    ]
 
 
 def test_undo_restores_the_snapshot(built: Built) -> None:
@@ -340,3 +378,47 @@ def test_job_dry_run_then_rollback_records_the_partitions(built: Built) -> None:
         meta = records[0].asset_observation.metadata  # type: ignore[union-attr]
         assert meta["rollback_id"].value == report["request_id"]
         assert meta["rolled_back"].value is True
+        live_key = dg.AssetKey(["event_store", "events"])
+        evaluations = [e for e in run.get_asset_check_evaluations() if e.asset_key == live_key]
+        assert [(ev.check_name, ev.passed, ev.partition) for ev in evaluations] == [
+            ("live", False, AFTER)
+        ]
+        assert not partition_liveness(instance, live_key, AFTER).passed
+        assert partition_liveness(instance, live_key, KEY).passed
+
+        # Re-materializing the partition through Dagster runs the live check, which now passes.
+        again = dg.materialize(
+            [event_store_events, partition_live],
+            partition_key=AFTER,
+            resources=built.resources,
+            instance=instance,
+            selection=[live_key],
+        )
+        assert again.success
+        results = [e for e in again.get_asset_check_evaluations() if e.asset_key == live_key]
+        assert [(r.check_name, r.passed) for r in results] == [("live", True)]
+        assert partition_liveness(instance, live_key, AFTER).passed
+        kafka_key = dg.AssetKey(["kafka", TOPICS["Document"]])
+        assert not partition_liveness(instance, kafka_key, AFTER).passed
+
+        # "Undo what versions newer than V wrote" reads the code version Dagster recorded.
+        assert days_written_after(instance, [live_key], "0") == [AFTER]
+        assert days_written_after(instance, [live_key], "1") == []
+        by_version = rollback_job.execute_in_process(
+            run_config={
+                "ops": {
+                    "rollback_plan": {
+                        "config": {
+                            **overrides,
+                            "services": ["event-store"],
+                            "code_version": "0",
+                            "dry_run": True,
+                        }
+                    }
+                }
+            },
+            resources=built.resources,
+            instance=instance,
+        )
+        assert by_version.success
+        assert by_version.output_for_node("rollback_report")["plan"]["days"] == [AFTER]
