@@ -101,7 +101,7 @@ def rollback(
     report = folder / "report.md"
     if report.exists():
         console.print(Markdown(report.read_text(encoding="utf-8")))
-    console.print(f"request {request_id}, Dagster run {result.run_id}")
+    console.print(f"request {request_id}, Dagster run {result.run_id}", soft_wrap=True)
     if not result.success:
         console.print("[red]rollback failed[/red] (see the run in the UI)")
         raise typer.Exit(1)

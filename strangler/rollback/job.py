@@ -227,6 +227,17 @@ def rollback_validate(
     return validate(targets, planned.plan)
 
 
+def step_durations(context: dg.OpExecutionContext) -> dict[str, float]:
+    """How long each finished step of this run took, from Dagster's own step records."""
+    out: dict[str, float] = {}
+    for stats in context.instance.get_run_step_stats(context.run_id):
+        if stats.start_time is not None and stats.end_time is not None:
+            out[stats.step_key.removeprefix("rollback_")] = round(
+                stats.end_time - stats.start_time, 3
+            )
+    return out
+
+
 def mark_partitions(
     context: dg.OpExecutionContext,
     services: tuple[str, ...],
@@ -279,6 +290,7 @@ def rollback_report(
     report = Report(
         planned.request_id, planned.dry_run, planned.plan, snapshot, executed, validation
     )
+    report.durations_s = step_durations(context)
     with psycopg.connect(targets.postgres_conninfo) as conn:
         save_report(conn, report, snapshot_dir(targets, planned.request_id))
         conn.commit()

@@ -9,6 +9,10 @@ makes the rollback refuse before changing anything.
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +25,7 @@ import dagster as dg
 import psycopg
 import pytest
 from confluent_kafka import TopicPartition
+from dagster._core.instance.ref import InstanceRef
 
 from strangler.analytics.ddl import DdlOptions, drop_database_sql
 from strangler.analytics.sink import SinkOptions as AnalyticsOptions
@@ -336,6 +341,59 @@ def test_active_group_refuses_before_any_change(built: Built) -> None:
     finally:
         consumer.close()
     assert built.fp(KEY) == built.fingerprints[KEY]
+
+
+def _strangler(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).parent / "strangler"), *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_cli_rolls_back_and_undoes_through_dagster(built: Built, tmp_path: Path) -> None:
+    """`strangler rollback` end to end: a subprocess, settings from the environment, runs
+    recorded in the Dagster instance the UI reads."""
+    home = tmp_path / "dagster"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "STRANGLER_POSTGRES_URL": built.url,
+        "STRANGLER_KAFKA_TOPIC_PREFIX": built.targets.kafka.topic_prefix,
+        "STRANGLER_CLICKHOUSE_DATABASE": built.targets.ddl.database,
+        "STRANGLER_CLICKHOUSE_LOCK_TIMEOUT_S": "1800",
+        "STRANGLER_WEAVIATE_COLLECTION_PREFIX": built.targets.names.prefix,
+        "STRANGLER_ROLLBACK_SNAPSHOT_DIR": str(tmp_path / "snapshots"),
+    }
+    assert built.fp(KEY) == built.fingerprints[KEY]
+    dry = _strangler(["rollback", "all", "-d", "--from", KEY, "--to", KEY], env)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "dry run" in dry.stdout and "Rollback plan" in dry.stdout
+    assert built.fp(KEY) == built.fingerprints[KEY]
+
+    real = _strangler(["rollback", "all", "--from", KEY, "--to", KEY, "--reason", "cli test"], env)
+    assert real.returncode == 0, real.stdout + real.stderr
+    found = re.search(r"request ([0-9a-f-]{36}), Dagster run ([0-9a-f-]{36})", real.stdout)
+    assert found, real.stdout
+    request_id, run_id = found.groups()
+    assert "validate:" in real.stdout and "execute:" in real.stdout, "step durations missing"
+    assert _empty(built.fp(KEY)), built.fp(KEY)
+    assert built.fp(BEFORE) == built.fingerprints[BEFORE]
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        run = instance.get_run_by_id(run_id)
+        assert run is not None and run.job_name == "rollback"
+        assert run.status == dg.DagsterRunStatus.SUCCESS
+        live = partition_liveness(instance, dg.AssetKey(["event_store", "events"]), KEY)
+        assert not live.passed and live.rollback_id == request_id
+
+    undone = _strangler(["rollback", "undo", request_id], env)
+    assert undone.returncode == 0, undone.stdout + undone.stderr
+    assert built.fp(KEY) == built.fingerprints[KEY]
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        assert partition_liveness(instance, dg.AssetKey(["event_store", "events"]), KEY).passed
+        names = {r.job_name for r in instance.get_runs()}
+        assert names == {"rollback", "rollback_undo"}
+
+    bad = _strangler(["rollback", "redis", "--from", KEY, "--to", KEY], env)
+    assert bad.returncode != 0 and "redis" in bad.stdout + bad.stderr
 
 
 def test_job_dry_run_then_rollback_records_the_partitions(built: Built) -> None:
