@@ -26,6 +26,7 @@ from dagster._core.definitions.events import AssetKeyPartitionKey
 from dagster._core.event_api import EventRecordsFilter
 from dagster._core.events import DagsterEventType
 
+from strangler.checks.partition_live import LIVE_CHECK, partition_liveness
 from strangler.migration import source
 from strangler.migration.partition_run import MIGRATION
 from strangler.partitions import daily_partitions
@@ -153,6 +154,15 @@ def _is_blocking_failure(evaluation: Any) -> bool:
     )
 
 
+def rolled_back_by(instance: dg.DagsterInstance, asset_keys: set[str], day: str) -> str | None:
+    """The rollback that emptied `day` of one of these assets and still stands, if any."""
+    for key in sorted(asset_keys):
+        state = partition_liveness(instance, dg.AssetKey.from_user_string(key), day)
+        if not state.passed:
+            return state.rollback_id or "unknown"
+    return None
+
+
 def build_failed_check_sensor(
     max_retries: int = _SETTINGS.rollback_max_check_retries,
     file_request: FileRequest = file_rollback_request,
@@ -191,6 +201,8 @@ def build_failed_check_sensor(
                 if tries.pop(day, None) is not None:
                     context.log.info(f"{check} passed for {day}: retry count reset")
                 failing.get(day, {}).pop(check, None)
+            elif ev.check_name == LIVE_CHECK:
+                continue
             elif _is_blocking_failure(ev):
                 failing.setdefault(day, {})[check] = ev.asset_key.to_user_string()
         repo = context.repository_def
@@ -204,6 +216,14 @@ def build_failed_check_sensor(
                 if day in filed:
                     context.log.info(
                         f"{day}: {names} failing; rollback already requested, no retry"
+                    )
+                    continue
+                rolled_back = rolled_back_by(context.instance, set(checks.values()), day)
+                if rolled_back:
+                    context.log.info(
+                        f"{day}: {names} failing because rollback {rolled_back} emptied it on"
+                        " purpose; not retrying (re-materialize or undo the rollback to bring it"
+                        " back)"
                     )
                     continue
                 done = tries.get(day, 0)

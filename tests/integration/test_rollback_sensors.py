@@ -201,6 +201,43 @@ def test_failed_check_sensor_retries_n_times_then_files_a_request(url: str) -> N
         assert json.loads(after.cursor or "{}")["filed"] == [day]
 
 
+def test_failed_check_sensor_leaves_a_rolled_back_day_alone(url: str) -> None:
+    """A day a rollback emptied on purpose fails its checks; that is not a reason to refill it."""
+    sensor = build_failed_check_sensor(max_retries=2, name="failed_check_rolled_back")
+    defs = _defs(url, sensor)
+    day = DAYS[0]
+    with (
+        tempfile.TemporaryDirectory() as base,
+        dg.instance_for_test(
+            overrides={
+                "event_log_storage": {
+                    "module": "dagster._core.storage.event_log",
+                    "class": "ConsolidatedSqliteEventLogStorage",
+                    "config": {"base_dir": base},
+                }
+            }
+        ) as instance,
+    ):
+        instance.report_runless_asset_event(
+            dg.AssetObservation(
+                asset_key=dg.AssetKey(["clickhouse", "events"]),
+                partition=day,
+                metadata={"rolled_back": True, "rollback_id": "r-test"},
+            )
+        )
+        _fail(instance, day)
+        data = _tick(sensor, defs, instance, None)
+        assert data.run_requests == []
+        assert json.loads(data.cursor or "{}")["tries"] == {}
+        # Once re-materialized, the same failure is retried as usual.
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=dg.AssetKey(["clickhouse", "events"]), partition=day)
+        )
+        _fail(instance, day)
+        again = _tick(sensor, defs, instance, data.cursor)
+        assert len(again.run_requests) == 1 and again.run_requests[0].partition_key == day
+
+
 def test_rollback_sensor_launches_each_request_once(url: str) -> None:
     defs = _defs(url, rollback_requests_sensor)
     with psycopg.connect(url) as conn:
