@@ -12,6 +12,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -131,6 +132,24 @@ def test_late_data_sensor_requests_changed_days_once_as_one_backfill(url: str) -
         } == {DAYS[0]}
 
 
+@contextmanager
+def consolidated_instance() -> Iterator[dg.DagsterInstance]:
+    """Storage-id cursors need a non-run-sharded event log, as deployed (dagster-postgres)."""
+    with (
+        tempfile.TemporaryDirectory() as base,
+        dg.instance_for_test(
+            overrides={
+                "event_log_storage": {
+                    "module": "dagster._core.storage.event_log",
+                    "class": "ConsolidatedSqliteEventLogStorage",
+                    "config": {"base_dir": base},
+                }
+            }
+        ) as instance,
+    ):
+        yield instance
+
+
 def _fail(instance: dg.DagsterInstance, day: str, passed: bool = False) -> None:
     """Store a blocking check evaluation of `day` as a run of its own would."""
     evaluation = dg.AssetCheckEvaluation(
@@ -160,19 +179,7 @@ def test_failed_check_sensor_retries_n_times_then_files_a_request(url: str) -> N
     sensor = build_failed_check_sensor(max_retries=2, name="failed_check_test")
     defs = _defs(url, sensor)
     day = DAYS[1]
-    # Storage-id cursors need a non-run-sharded event log, as deployed (dagster-postgres).
-    with (
-        tempfile.TemporaryDirectory() as base,
-        dg.instance_for_test(
-            overrides={
-                "event_log_storage": {
-                    "module": "dagster._core.storage.event_log",
-                    "class": "ConsolidatedSqliteEventLogStorage",
-                    "config": {"base_dir": base},
-                }
-            }
-        ) as instance,
-    ):
+    with consolidated_instance() as instance:
         cursor = None
         retries = []
         for _ in range(3):
@@ -206,18 +213,7 @@ def test_failed_check_sensor_leaves_a_rolled_back_day_alone(url: str) -> None:
     sensor = build_failed_check_sensor(max_retries=2, name="failed_check_rolled_back")
     defs = _defs(url, sensor)
     day = DAYS[0]
-    with (
-        tempfile.TemporaryDirectory() as base,
-        dg.instance_for_test(
-            overrides={
-                "event_log_storage": {
-                    "module": "dagster._core.storage.event_log",
-                    "class": "ConsolidatedSqliteEventLogStorage",
-                    "config": {"base_dir": base},
-                }
-            }
-        ) as instance,
-    ):
+    with consolidated_instance() as instance:
         instance.report_runless_asset_event(
             dg.AssetObservation(
                 asset_key=dg.AssetKey(["clickhouse", "events"]),
