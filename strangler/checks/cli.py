@@ -17,7 +17,6 @@ from rich.console import Console
 from strangler.checks.consistency import reconcile_targets
 from strangler.checks.report import render, store_report
 from strangler.checks.runner import SYSTEMS, CheckTargets, System, run_range
-from strangler.checks.thresholds import get_check_settings
 from strangler.resources.factory import build_resources
 from strangler.settings import get_settings
 
@@ -64,7 +63,7 @@ def default_targets() -> CheckTargets:
         resources["clickhouse"],
         resources["weaviate"],
         resources["embedder"],
-        get_check_settings(),
+        get_settings(),
     )
 
 

@@ -22,7 +22,6 @@ from strangler.checks import weaviate as wv_checks
 from strangler.checks.outcome import CheckOutcome
 from strangler.checks.report import store_report
 from strangler.checks.runner import SYSTEMS, CheckTargets, System, run_partition
-from strangler.checks.thresholds import CheckSettings, get_check_settings
 from strangler.migration.events import TOPICS
 from strangler.partitions import daily_partitions
 from strangler.resources.clickhouse import ClickHouseResource
@@ -31,7 +30,7 @@ from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
 from strangler.resources.weaviate import WeaviateResource
 from strangler.search.schema import TYPES, CollectionNames
-from strangler.settings import get_settings
+from strangler.settings import Settings, get_settings
 
 EVENT_STORE_KEY = dg.AssetKey(["event_store", "events"])
 CLICKHOUSE_KEY = dg.AssetKey(["clickhouse", "events"])
@@ -143,10 +142,6 @@ def _selected(
             yield to_result(outcome, key)
 
 
-def _thresholds() -> CheckSettings:
-    return get_check_settings()
-
-
 # -- event store -------------------------------------------------------------------------------
 
 EVENT_STORE_SPECS = [
@@ -175,7 +170,7 @@ EVENT_STORE_SPECS = [
 def event_store_consistency(
     context: dg.AssetCheckExecutionContext, postgres: PostgresResource
 ) -> Iterator[dg.AssetCheckResult]:
-    t = _thresholds()
+    t = get_settings()
     pk = context.partition_key
     with postgres.connection() as conn:
         outcomes = [
@@ -211,7 +206,7 @@ KAFKA_SPECS = [
 def kafka_consistency(
     context: dg.AssetCheckExecutionContext, postgres: PostgresResource, kafka: KafkaResource
 ) -> Iterator[dg.AssetCheckResult]:
-    t = _thresholds()
+    t = get_settings()
     pk = context.partition_key
     wanted_assets = {k.asset_key for k in context.selected_asset_check_keys}
     with postgres.connection() as conn:
@@ -268,7 +263,7 @@ def clickhouse_consistency(
     postgres: PostgresResource,
     clickhouse: ClickHouseResource,
 ) -> Iterator[dg.AssetCheckResult]:
-    t = _thresholds()
+    t = get_settings()
     ddl = DdlOptions(
         database=validate_identifier(config.clickhouse_database, "database name"),
         cluster=_settings.clickhouse_cluster,
@@ -312,7 +307,7 @@ def weaviate_consistency(
     weaviate: WeaviateResource,
     embedder: EmbedderResource,
 ) -> Iterator[dg.AssetCheckResult]:
-    t = _thresholds()
+    t = get_settings()
     names = CollectionNames(config.collection_prefix)
     wanted_assets = {k.asset_key for k in context.selected_asset_check_keys}
     with postgres.connection() as conn, weaviate.client() as client:
@@ -351,7 +346,7 @@ def reconcile_targets(
     clickhouse: ClickHouseResource,
     weaviate: WeaviateResource,
     embedder: EmbedderResource | None,
-    thresholds: CheckSettings,
+    thresholds: Settings,
 ) -> CheckTargets:
     settings = get_settings()
     return CheckTargets(
@@ -398,14 +393,14 @@ def evaluations(
     return out
 
 
-def _systems(thresholds: CheckSettings) -> list[System]:
+def _systems(thresholds: Settings) -> list[System]:
     wanted = [s.strip() for s in thresholds.check_reconcile_systems.split(",") if s.strip()]
     return [s for s in SYSTEMS if s in wanted]
 
 
 @dg.sensor(
     name="consistency_reconciliation",
-    minimum_interval_seconds=get_check_settings().check_reconcile_interval_s,
+    minimum_interval_seconds=get_settings().check_reconcile_interval_s,
     description=(
         "Re-runs the consistency checks on one recent partition per tick (round robin over the "
         "last STRANGLER_CHECK_RECONCILE_DAYS) and reports each result on its partition, so drift "
@@ -421,7 +416,7 @@ def consistency_reconciliation(
     weaviate: WeaviateResource,
     embedder: EmbedderResource,
 ) -> dg.SensorResult | dg.SkipReason:
-    thresholds = get_check_settings()
+    thresholds = get_settings()
     pk = next_partition(context.cursor, recent_partitions(thresholds.check_reconcile_days))
     if pk is None:
         return dg.SkipReason("no partitions yet")
@@ -446,7 +441,7 @@ def consistency_reconciliation(
     default_status=dg.DefaultSensorStatus.STOPPED,
 )
 def check_failure_alerts(context: dg.SensorEvaluationContext) -> dg.SkipReason | None:
-    thresholds = get_check_settings()
+    thresholds = get_settings()
     state = alerts.AlertState.load(context.cursor)
     records = alerts.new_evaluations(context.instance, _check_keys(context), state.after)
     sent = alerts.process(

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-from strangler.checks.thresholds import get_check_settings
 from strangler.migration.events import TOPICS
 from strangler.search.schema import TYPES
+from strangler.settings import get_settings
 
 DAILY_ASSETS: list[dg.AssetKey] = [
     dg.AssetKey(["event_store", "events"]),
@@ -23,7 +23,7 @@ DAILY_ASSETS: list[dg.AssetKey] = [
 freshness_checks: list[dg.AssetChecksDefinition] = list(
     dg.build_time_partition_freshness_checks(
         assets=DAILY_ASSETS,
-        deadline_cron=get_check_settings().freshness_deadline_cron,
+        deadline_cron=get_settings().freshness_deadline_cron,
         timezone="UTC",
         severity=dg.AssetCheckSeverity.WARN,
     )

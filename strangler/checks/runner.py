@@ -17,9 +17,9 @@ from strangler.checks import event_store as es_checks
 from strangler.checks import kafka as kafka_checks
 from strangler.checks import weaviate as wv_checks
 from strangler.checks.outcome import CheckOutcome
-from strangler.checks.thresholds import CheckSettings
 from strangler.migration.events import TOPICS
 from strangler.search.schema import CollectionNames
+from strangler.settings import Settings
 
 System = Literal["event-store", "kafka", "clickhouse", "weaviate"]
 SYSTEMS: tuple[System, ...] = ("event-store", "kafka", "clickhouse", "weaviate")
@@ -38,7 +38,7 @@ class CheckTargets:
     weaviate: Callable[[], AbstractContextManager[weaviate.WeaviateClient]] | None = None
     collection_names: CollectionNames = field(default_factory=CollectionNames)
     dimension: Callable[[], int | None] = lambda: None
-    thresholds: CheckSettings = field(default_factory=CheckSettings)
+    thresholds: Settings = field(default_factory=Settings)
     kafka_idle_timeout_s: float = 30.0
 
 

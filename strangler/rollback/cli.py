@@ -14,7 +14,6 @@ import typer
 from rich.console import Console
 from rich.markdown import Markdown
 
-from strangler.rollback.config import RollbackSettings
 from strangler.rollback.job import JOB_NAME, UNDO_JOB_NAME
 from strangler.rollback.plan import scope_of
 from strangler.rollback.report import create_request
@@ -97,7 +96,7 @@ def rollback(
         "code_version": scope.code_version,
     }
     result = _run(JOB_NAME, "rollback_plan", config)
-    folder = (RollbackSettings().rollback_snapshot_dir or settings.home / "rollbacks") / request_id
+    folder = (get_settings().rollback_snapshot_dir or settings.home / "rollbacks") / request_id
     report = folder / "report.md"
     if report.exists():
         console.print(Markdown(report.read_text(encoding="utf-8")))

@@ -24,7 +24,6 @@ from strangler.resources.postgres import PostgresResource
 from strangler.resources.weaviate import WeaviateResource
 from strangler.rollback.asset_keys import asset_keys_for
 from strangler.rollback.code_versions import days_written_after
-from strangler.rollback.config import RollbackSettings
 from strangler.rollback.execute import ExecuteResult, execute
 from strangler.rollback.liveness import Liveness
 from strangler.rollback.plan import Plan, build_plan, scope_of
@@ -77,13 +76,12 @@ def build_targets(
     """Targets from the resources and settings, with optional per-run overrides (tests)."""
     o = overrides or {}
     settings = get_settings()
-    rb = RollbackSettings()
     groups = {ANALYTICS: "analytics-service", SEARCH: "search-service"}
     if o.get("analytics_group"):
         groups[ANALYTICS] = str(o["analytics_group"])
     if o.get("search_group"):
         groups[SEARCH] = str(o["search_group"])
-    folder = o.get("snapshot_dir") or rb.rollback_snapshot_dir or settings.home / "rollbacks"
+    folder = o.get("snapshot_dir") or settings.rollback_snapshot_dir or settings.home / "rollbacks"
     return Targets(
         postgres_conninfo=postgres.conninfo(),
         kafka=kafka,

@@ -31,9 +31,9 @@ from strangler.migration import source
 from strangler.migration.partition_run import MIGRATION
 from strangler.partitions import daily_partitions
 from strangler.resources.postgres import PostgresResource
-from strangler.rollback.config import RollbackSettings
+from strangler.settings import get_settings
 
-_SETTINGS = RollbackSettings()
+_SETTINGS = get_settings()
 BACKFILL_TAG = "strangler/backfill_reason"
 
 

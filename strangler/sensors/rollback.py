@@ -13,10 +13,10 @@ import dagster as dg
 from psycopg.rows import dict_row
 
 from strangler.resources.postgres import PostgresResource
-from strangler.rollback.config import RollbackSettings
 from strangler.rollback.job import JOB_NAME, ROLLBACK_TAG, rollback_job
+from strangler.settings import get_settings
 
-_INTERVAL = RollbackSettings().rollback_sensor_interval_s
+_INTERVAL = get_settings().rollback_sensor_interval_s
 
 
 def _is_day(key: str) -> bool:

@@ -25,7 +25,6 @@ from strangler.analytics.synthetic import Event, create_topics, publish_day, rec
 from strangler.assets.weaviate_collections import cached_encoder
 from strangler.checks.outcome import CheckOutcome
 from strangler.checks.runner import CheckTargets, run_partition
-from strangler.checks.thresholds import CheckSettings
 from strangler.migration.consumer_lag import refresh_sync_status
 from strangler.migration.day_events import read_day_from_store
 from strangler.migration.events import TOPICS
@@ -40,6 +39,7 @@ from strangler.search.objects import object_uuid
 from strangler.search.schema import CollectionNames, drop
 from strangler.search.sink import SinkOptions as SearchOptions
 from strangler.search.sink import run_day
+from strangler.settings import Settings
 
 from .migration_helpers import seeded_database
 
@@ -127,7 +127,7 @@ def built(
             weaviate=weaviate_resource.client,
             collection_names=names,
             dimension=lambda: embedder.dimension,
-            thresholds=CheckSettings(check_max_consumer_lag=5),
+            thresholds=Settings(check_max_consumer_lag=5),
             kafka_idle_timeout_s=20,
         )
         day = BuiltDay(
@@ -441,7 +441,7 @@ def test_cli_reports_stores_and_exits_by_outcome(
         "event_store.versions_ordered",
         "event_store.failed_entities_bounded",
     }
-    strict = replace(built.targets, thresholds=CheckSettings(check_max_unresolved_failed=0))
+    strict = replace(built.targets, thresholds=Settings(check_max_unresolved_failed=0))
     monkeypatch.setattr(cli, "default_targets", lambda: strict)
     bad = runner.invoke(cli.check_app, [*args[:4], "--format", "markdown"])
     assert bad.exit_code == 1 and "event_store.failed_entities_bounded |  | warning |" in bad.output

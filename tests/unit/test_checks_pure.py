@@ -28,7 +28,7 @@ from strangler.checks.diff import BucketSum, bisect_diff, summarize_ids
 from strangler.checks.freshness import freshness_checks
 from strangler.checks.outcome import CheckOutcome
 from strangler.checks.report import render
-from strangler.checks.thresholds import get_check_settings
+from strangler.settings import get_settings
 
 
 class MemorySide:
@@ -189,12 +189,12 @@ def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
     thread.start()
     _Hook.received = []
     monkeypatch.setenv("STRANGLER_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hook")
-    get_check_settings.cache_clear()
+    get_settings.cache_clear()
     try:
         yield _Hook.received
     finally:
         server.shutdown()
-        get_check_settings.cache_clear()
+        get_settings.cache_clear()
 
 
 def _report(instance: dg.DagsterInstance, passed: bool, partition: str) -> None:
