@@ -95,6 +95,7 @@ def kafka_topics(
             batch_size=config.batch_size,
             transaction_size=config.transaction_size,
             message_max_bytes=settings.kafka_message_max_bytes,
+            code_version=CODE_VERSION,
         ),
         report=context.log.info,
     ).run()

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -28,6 +29,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from strangler.migration import run_log
 from strangler.migration.kafka_records import SOURCE
 from strangler.migration.relay_progress import (
     TopicProgress,
@@ -71,6 +73,7 @@ class RelayOptions:
     message_max_bytes: int = 1_000_000
     flush_timeout_s: float = 120.0
     attempts: int = 6
+    code_version: str = "1"
 
 
 @dataclass
@@ -430,12 +433,14 @@ class DayRelay:
     ) -> int:
         row = conn.execute(_DRY, (self.key, topic, progress.last_position)).fetchone()
         total = int(row[0]) if row else 0
-        conn.execute(
-            "INSERT INTO migration_state.migration_runs (run_id, migration, partition_key, status, dry_run,"
-            " code_version, total_items) VALUES (%s, %s, %s, 'running', false, %s, %s)"
-            " ON CONFLICT (run_id) DO UPDATE SET status = 'running', total_items = EXCLUDED.total_items,"
-            " processed_items = 0, failed_items = 0, updated_at = now(), finished_at = NULL, error = NULL",
-            (run_key, f"{MIGRATION}:{topic}", self.key, "1", total),
+        run_log.start_run(
+            conn,
+            run_key,
+            f"{MIGRATION}:{topic}",
+            self.key,
+            dry_run=False,
+            code_version=self.options.code_version,
+            total=total,
         )
         return total
 
@@ -450,10 +455,9 @@ class DayRelay:
         elapsed = max(time.monotonic() - started, 1e-9)
         rate = result.published / elapsed
         remaining = max(total - result.published - result.failed, 0)
-        conn.execute(
-            "UPDATE migration_state.migration_runs SET processed_items = %s, failed_items = %s, rate_per_s = %s,"
-            " eta_at = now() + make_interval(secs => %s), updated_at = now() WHERE run_id = %s",
-            (result.published, result.failed, rate, remaining / rate if rate else 0, run_key),
+        eta = datetime.now(UTC) + timedelta(seconds=remaining / rate) if rate else None
+        run_log.update_run(
+            conn, run_key, processed=result.published, failed=result.failed, rate=rate, eta=eta
         )
         self.report(f"{result.topic} {self.key}: {result.published}/{total} events, {rate:.0f}/s")
 
@@ -465,9 +469,12 @@ class DayRelay:
         status: str,
         error: str | None,
     ) -> None:
-        conn.execute(
-            "UPDATE migration_state.migration_runs SET status = %s, error = %s, processed_items = %s,"
-            " failed_items = %s, rate_per_s = %s, eta_at = NULL, updated_at = now(), finished_at = now()"
-            " WHERE run_id = %s",
-            (status, error, result.published, result.failed, result.rate, run_key),
+        run_log.finish_run(
+            conn,
+            run_key,
+            status=status,
+            processed=result.published,
+            failed=result.failed,
+            rate=result.rate,
+            error=error,
         )

@@ -25,7 +25,7 @@ from strangler.event_store.errors import FieldError
 from strangler.event_store.model import NewEvent
 from strangler.event_store.registry import EventTypeRegistry, field_errors
 from strangler.event_store.store import EventStore
-from strangler.migration import source
+from strangler.migration import run_log, source
 from strangler.migration.events import row_events, topic_for
 from strangler.migration.progress import Progress
 from strangler.migration.rules import Violation, violations
@@ -382,27 +382,24 @@ class PartitionMigration:
         )
 
     def _start_run(self, conn: psycopg.Connection[Any]) -> None:
-        conn.execute(
-            "INSERT INTO migration_state.migration_runs"
-            " (run_id, migration, partition_key, status, dry_run, code_version, total_items)"
-            " VALUES (%s, %s, %s, 'running', %s, %s, %s)"
-            " ON CONFLICT (run_id) DO UPDATE SET status = 'running', total_items = EXCLUDED.total_items,"
-            " updated_at = now(), finished_at = NULL, error = NULL",
-            (
-                self.run_id,
-                MIGRATION,
-                self.key,
-                self.options.dry_run,
-                self.options.code_version,
-                self.result.source_rows,
-            ),
+        run_log.start_run(
+            conn,
+            self.run_id,
+            MIGRATION,
+            self.key,
+            dry_run=self.options.dry_run,
+            code_version=self.options.code_version,
+            total=self.result.source_rows,
         )
 
     def _update_run(self, conn: psycopg.Connection[Any], progress: Progress) -> None:
-        conn.execute(
-            "UPDATE migration_state.migration_runs SET processed_items = %s, failed_items = %s,"
-            " rate_per_s = %s, eta_at = %s, updated_at = now() WHERE run_id = %s",
-            (progress.processed, progress.failed, progress.rate, progress.eta, self.run_id),
+        run_log.update_run(
+            conn,
+            self.run_id,
+            processed=progress.processed,
+            failed=progress.failed,
+            rate=progress.rate,
+            eta=progress.eta,
         )
 
     def _finish_run(
@@ -413,11 +410,14 @@ class PartitionMigration:
         status: str,
         error: str | None = None,
     ) -> None:
-        conn.execute(
-            "UPDATE migration_state.migration_runs SET status = %s, error = %s, processed_items = %s,"
-            " failed_items = %s, rate_per_s = %s, eta_at = NULL, updated_at = now(), finished_at = now()"
-            " WHERE run_id = %s",
-            (status, error, progress.processed, progress.failed, progress.rate, self.run_id),
+        run_log.finish_run(
+            conn,
+            self.run_id,
+            status=status,
+            processed=progress.processed,
+            failed=progress.failed,
+            rate=progress.rate,
+            error=error,
         )
 
     def _complete(
