@@ -15,6 +15,7 @@ from typing import Any
 import dagster as dg
 import psycopg
 
+from strangler.checks.partition_live import partition_live
 from strangler.resources.factory import build_resources
 from strangler.settings import Settings
 
@@ -61,8 +62,13 @@ def materialize_days(
     on_day: Callable[[DayRun], None] | None = None,
     tags: dict[str, str] | None = None,
 ) -> list[DayRun]:
-    """One run per day (per-partition history and checks stay intact), failing fast."""
+    """One run per day (per-partition history and checks stay intact), failing fast.
+
+    Each run also evaluates the assets' `live` checks, so a day a rollback emptied reads as live
+    again once it is re-materialized.
+    """
     resources = build_resources(settings)
+    selected = [key for asset in assets for key in asset.keys]
     runs: list[DayRun] = []
     keys = [d.isoformat() for d in days]
     stop = threading.Event()
@@ -77,7 +83,8 @@ def materialize_days(
     try:
         for key in keys:
             result = dg.materialize(
-                list(assets),
+                [*assets, partition_live],
+                selection=selected,
                 partition_key=key,
                 instance=instance,
                 resources=resources,
