@@ -16,16 +16,24 @@ DocumentUploaded, else the event store; a page whose customer is unknown is a fa
 Encoding runs in a worker thread, a bounded queue ahead of the uploads (PyTorch and ONNX
 Runtime release the GIL), so model time and network time overlap and at most a few encode
 batches of vectors are in memory at once.
+
+Memory stays flat as a day grows: the day's events are spilled to disk by `DayFold`, and each
+type is loaded one encode batch of objects at a time (references, rejections and the dangling
+targets per batch; the dangling targets themselves spill to a temporary SQLite database). What
+is kept per object is small: the document -> customer map of a multi-tenant load, the failures,
+and the per-event outcomes handed back for the bookkeeping.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import queue
+import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -55,7 +63,6 @@ from strangler.search.schema import (
     ensure_schema,
 )
 from strangler.search.tenants import (
-    Placement,
     ensure_tenants,
     is_multi_tenant,
     place,
@@ -66,6 +73,8 @@ from strangler.search.tenants import (
 
 CONSUMER_GROUP = "search-service"
 _DELETE_ROUNDS = 1_000
+_KEY_CHUNK = 5_000
+"""Ids per event-store lookup, Weaviate existence check and failed_entities resolve."""
 
 
 @dataclass(frozen=True)
@@ -142,8 +151,24 @@ def read_day(
     day: str,
     consumer_group: str = CONSUMER_GROUP,
 ) -> DayRead:
-    """D's Customer/Document/OcrPage events: Kafka's recorded ranges, else the event store."""
+    """D's Customer/Document/OcrPage events: Kafka's recorded ranges, else the event store.
+
+    The caller owns the returned fold and closes it (its events are spilled to disk)."""
     fold = DayFold(day)
+    try:
+        return _read_day(conn, kafka, day, consumer_group, fold)
+    except BaseException:
+        fold.close()
+        raise
+
+
+def _read_day(
+    conn: psycopg.Connection[Any],
+    kafka: KafkaResource | None,
+    day: str,
+    consumer_group: str,
+    fold: DayFold,
+) -> DayRead:
     note = ""
     if kafka is not None:
         topics = [kafka.topic(TOPICS[t]) for t in TYPES]
@@ -158,15 +183,21 @@ def read_day(
                 )
                 return DayRead(fold, "kafka", positions)
             except OffsetsGone as gone:
-                fold = DayFold(day)
+                # Start over from the event store: the partial fold must not count twice.
+                with fold:
+                    fold = DayFold(day)
                 note = f"fell back to the event store: {gone}"
             finally:
                 consumer.close()
         else:
             note = "no Kafka offset ranges recorded for the day"
-    for batch in read_day_from_store(conn, day, list(TYPES)):
-        fold.add(batch)
-    conn.commit()
+    try:
+        for batch in read_day_from_store(conn, day, list(TYPES)):
+            fold.add(batch)
+        conn.commit()
+    except BaseException:
+        fold.close()
+        raise
     return DayRead(fold, "event_store", note=note)
 
 
@@ -205,19 +236,24 @@ def load_day(
     `conn` (the event store) resolves the customer of pages whose document is not of D; only
     multi-tenant collections need it.
     """
-    objects, skipped = read.fold.objects()
+    fold = read.fold
+    skipped = fold.skipped()
     failures = [_skipped_failure(options.names, s) for s in skipped if s.aggregate_type in types]
     outcomes: list[tuple[uuid.UUID, str, float, str | None]] = [
         (e, "skipped", 0.0, s.reason) for s in skipped for e in s.event_ids
     ]
     results: dict[str, TypeResult] = {}
     for atype in types:
-        placement: Placement | None = None
+        customers: Mapping[str, Any] | None = None
         if is_multi_tenant(client.collections.get(options.names.of(atype))):
-            customers = _document_customers(conn, objects["Document"], objects[atype])
-            placement = place(atype, objects[atype], customers, read.fold.day)
+            # Only a page needs another aggregate's customer: its document's.
+            customers = (
+                _document_customers(conn, fold.stream("Document"), fold.stream(atype))
+                if atype == "OcrPage"
+                else {}
+            )
         result, type_failures, type_outcomes = _load_type(
-            client, encoder, atype, objects[atype], read.fold.day, run_token, options, placement
+            client, encoder, atype, fold, run_token, options, customers
         )
         results[atype] = result
         failures.extend(type_failures)
@@ -232,12 +268,12 @@ def load_day(
 
 def _document_customers(
     conn: psycopg.Connection[Any] | None,
-    documents: list[SearchObject],
-    objs: list[SearchObject],
+    documents: Iterable[SearchObject],
+    objs: Iterable[SearchObject],
 ) -> dict[str, Any]:
     """Document id -> customer id for the objects' documents: D's own documents first (free),
     the rest from their DocumentUploaded in the event store (a page can be extracted days after
-    its document was uploaded)."""
+    its document was uploaded). Only this map is kept, never the objects (both are streamed)."""
     known: dict[str, Any] = {d.aggregate_id: d.properties.get("customer_id") for d in documents}
     wanted = sorted(
         {
@@ -248,33 +284,32 @@ def _document_customers(
         - set(known)
     )
     if wanted and conn is not None:
-        rows = conn.execute(
-            "SELECT DISTINCT ON (aggregate_id) aggregate_id, payload -> 'customer_id'"
-            " FROM eventstore.events WHERE aggregate_type = 'Document'"
-            " AND event_type = 'DocumentUploaded' AND aggregate_id = ANY(%s)"
-            " ORDER BY aggregate_id, aggregate_version DESC",
-            (wanted,),
-        ).fetchall()
+        for start in range(0, len(wanted), _KEY_CHUNK):
+            rows = conn.execute(
+                "SELECT DISTINCT ON (aggregate_id) aggregate_id, payload -> 'customer_id'"
+                " FROM eventstore.events WHERE aggregate_type = 'Document'"
+                " AND event_type = 'DocumentUploaded' AND aggregate_id = ANY(%s)"
+                " ORDER BY aggregate_id, aggregate_version DESC",
+                (wanted[start : start + _KEY_CHUNK],),
+            ).fetchall()
+            known.update({str(r[0]): r[1] for r in rows})
         conn.commit()
-        known.update({str(r[0]): r[1] for r in rows})
     return known
 
 
-def _parts(
-    chunk: list[SearchObject], tenant_of: dict[str, str], size: int
-) -> Iterator[tuple[str | None, int, list[SearchObject]]]:
+Placed = tuple[str | None, SearchObject]
+"""An object with its tenant (None: a single-tenant collection)."""
+
+
+def _parts(chunk: list[Placed], size: int) -> Iterator[tuple[str | None, int, list[SearchObject]]]:
     """(tenant, start, objects): runs of one tenant (None: single-tenant), at most `size` long."""
     start = 0
     while start < len(chunk):
-        tenant = tenant_of.get(chunk[start].aggregate_id)
+        tenant = chunk[start][0]
         end = start + 1
-        while (
-            end < len(chunk)
-            and end - start < size
-            and tenant_of.get(chunk[end].aggregate_id) == tenant
-        ):
+        while end < len(chunk) and end - start < size and chunk[end][0] == tenant:
             end += 1
-        yield tenant, start, chunk[start:end]
+        yield tenant, start, [o for _t, o in chunk[start:end]]
         start = end
 
 
@@ -282,108 +317,116 @@ def _load_type(
     client: weaviate.WeaviateClient,
     encoder: CachedEncoder,
     atype: str,
-    objs: list[SearchObject],
-    day: str,
+    fold: DayFold,
     run_token: str,
     options: SinkOptions,
-    placement: Placement | None = None,
+    customers: Mapping[str, Any] | None = None,
 ) -> tuple[TypeResult, list[tracking.Failure], list[tuple[uuid.UUID, str, float, str | None]]]:
+    """One type, one encode batch of objects at a time (`customers` given: multi-tenant)."""
     name = options.names.of(atype)
+    day = fold.day
     collection = client.collections.get(name)
-    result = TypeResult(atype, name, objects=len(objs))
+    result = TypeResult(atype, name, objects=fold.count(atype))
     failures: list[tracking.Failure] = []
     failed_ids: set[str] = set()
-    tenant_of: dict[str, str] = {}
-    todo = objs
-    if placement is not None:
-        for o in objs:
-            if o.aggregate_id in placement.unresolved:
-                failed_ids.add(o.aggregate_id)
-                failures.append(
-                    tracking.Failure(
-                        name,
-                        o.aggregate_id,
-                        "tenant_unresolved",
-                        placement.unresolved[o.aggregate_id],
-                        _json_safe(o.properties),
-                        o.event_ids,
+    if customers is not None:
+        # A first pass places every object; the upload pass then reads them grouped by tenant
+        # (stable), so uploads fill whole per-tenant batches.
+        fold.clear_tenants(atype)
+        tenants: set[str] = set()
+        for chunk in fold.chunks(atype, options.encode_batch):
+            placement = place(atype, (o for _t, o in chunk), customers, day)
+            for _t, o in chunk:
+                if o.aggregate_id in placement.unresolved:
+                    failed_ids.add(o.aggregate_id)
+                    failures.append(
+                        tracking.Failure(
+                            name,
+                            o.aggregate_id,
+                            "tenant_unresolved",
+                            placement.unresolved[o.aggregate_id],
+                            _json_safe(o.properties),
+                            o.event_ids,
+                        )
                     )
-                )
-        tenant_of = placement.tenants
-        result.tenants = len(set(tenant_of.values()))
-        # Grouped by tenant (stable), so uploads fill whole per-tenant batches.
-        todo = sorted(
-            (o for o in objs if o.aggregate_id in tenant_of),
-            key=lambda o: tenant_of[o.aggregate_id],
-        )
-        ensure_tenants(collection, (tenant_of[o.aggregate_id] for o in todo))
-    started = time.perf_counter()
-    for chunk, vectors, stats in _encoded(encoder, todo, options.encode_batch):
-        result.encode.add(stats)
-        for tenant, start, part in _parts(chunk, tenant_of, options.upload_batch):
-            handle = scoped(collection, tenant)
-            data = [
-                DataObject(
-                    properties={
-                        **o.properties,
-                        LOAD_TOKEN: run_token,
-                        "content_hash": hashlib.sha256(o.text.encode()).hexdigest()[:32],
-                    },
-                    uuid=o.uuid,
-                    vector=vectors[start + i].tolist(),
-                )
-                for i, o in enumerate(part)
-            ]
-            rejected = _insert(handle, data)
-            for index, message in rejected.items():
-                o = part[index]
-                failed_ids.add(o.aggregate_id)
-                failures.append(
-                    tracking.Failure(
-                        name,
-                        o.aggregate_id,
-                        "weaviate_rejected",
-                        message,
-                        _json_safe(o.properties),
-                        o.event_ids,
-                    )
-                )
-            linked = [o for i, o in enumerate(part) if i not in rejected and o.references]
-            if tenant is not None:
-                linked = _with_present_targets(client, options.names, tenant, linked)
-            ref_failures = _link(handle, linked)
-            for o, message in ref_failures:
-                failed_ids.add(o.aggregate_id)
-                failures.append(
-                    tracking.Failure(
-                        name,
-                        o.aggregate_id,
-                        "reference_rejected",
-                        message,
-                        {
-                            **_json_safe(o.properties),
-                            "references": {k: str(v) for k, v in o.references.items()},
+            fold.assign_tenants(atype, placement.tenants.items())
+            tenants.update(placement.tenants.values())
+        result.tenants = len(tenants)
+        ensure_tenants(collection, tenants)
+    references = 0
+    with _Targets() as targets:
+        started = time.perf_counter()
+        chunks = fold.chunks(atype, options.encode_batch, by_tenant=customers is not None)
+        for chunk, vectors, stats in _encoded(encoder, chunks):
+            result.encode.add(stats)
+            for tenant, start, part in _parts(chunk, options.upload_batch):
+                handle = scoped(collection, tenant)
+                data = [
+                    DataObject(
+                        properties={
+                            **o.properties,
+                            LOAD_TOKEN: run_token,
+                            "content_hash": hashlib.sha256(o.text.encode()).hexdigest()[:32],
                         },
-                        o.event_ids,
+                        uuid=o.uuid,
+                        vector=vectors[start + i].tolist(),
                     )
-                )
-    result.seconds = time.perf_counter() - started
-    result.failed = len(failed_ids)
-    result.loaded = result.objects - result.failed
-    result.references = sum(len(o.references) for o in objs if o.aggregate_id not in failed_ids)
-    result.deleted = sum(_delete_stale(h, day, run_token) for _t, h in scopes(client, name))
-    result.dangling_references = _dangling(client, objs, failed_ids, options.names, tenant_of)
-    share_ms = 1000.0 * result.seconds / max(len(objs), 1)
+                    for i, o in enumerate(part)
+                ]
+                rejected = _insert(handle, data)
+                del data
+                for index, message in rejected.items():
+                    o = part[index]
+                    failed_ids.add(o.aggregate_id)
+                    failures.append(
+                        tracking.Failure(
+                            name,
+                            o.aggregate_id,
+                            "weaviate_rejected",
+                            message,
+                            _json_safe(o.properties),
+                            o.event_ids,
+                        )
+                    )
+                linked = [o for i, o in enumerate(part) if i not in rejected and o.references]
+                if tenant is not None:
+                    linked = _with_present_targets(client, options.names, tenant, linked)
+                ref_failures = _link(handle, linked)
+                for o, message in ref_failures:
+                    failed_ids.add(o.aggregate_id)
+                    failures.append(
+                        tracking.Failure(
+                            name,
+                            o.aggregate_id,
+                            "reference_rejected",
+                            message,
+                            {
+                                **_json_safe(o.properties),
+                                "references": {k: str(v) for k, v in o.references.items()},
+                            },
+                            o.event_ids,
+                        )
+                    )
+            # An object fails only in its own chunk, so the chunk's survivors are final.
+            loaded = [(t, o) for t, o in chunk if o.aggregate_id not in failed_ids]
+            references += sum(len(o.references) for _t, o in loaded)
+            targets.add(
+                (options.names.of(REFERENCE_KEYS[ref][0]), t, target)
+                for t, o in loaded
+                for ref, target in o.references.items()
+            )
+        result.seconds = time.perf_counter() - started
+        result.failed = len(failed_ids)
+        result.loaded = result.objects - result.failed
+        result.references = references
+        result.deleted = sum(_delete_stale(h, day, run_token) for _t, h in scopes(client, name))
+        result.dangling_references = _dangling(client, targets)
+    share_ms = 1000.0 * result.seconds / max(result.objects, 1)
     errors = {f.source_key: f.reason for f in failures}
     outcomes: list[tuple[uuid.UUID, str, float, str | None]] = [
-        (
-            e,
-            "failed" if o.aggregate_id in errors else "succeeded",
-            share_ms,
-            errors.get(o.aggregate_id),
-        )
-        for o in objs
-        for e in o.event_ids
+        (e, "failed" if aid in errors else "succeeded", share_ms, errors.get(aid))
+        for aid, event_ids in fold.keys(atype)
+        for e in event_ids
     ]
     return result, failures, outcomes
 
@@ -467,17 +510,17 @@ _DONE = object()
 
 
 def _encoded(
-    encoder: CachedEncoder, objs: list[SearchObject], batch: int
-) -> Iterator[tuple[list[SearchObject], np.ndarray, EncodeStats]]:
-    """(objects, vectors, stats) per encode batch, computed one batch ahead in a thread."""
+    encoder: CachedEncoder, chunks: Iterator[list[Placed]]
+) -> Iterator[tuple[list[Placed], np.ndarray, EncodeStats]]:
+    """(objects, vectors, stats) per encode batch, read and computed one batch ahead in a
+    thread (the thread also pulls the chunks from the fold, which nothing else reads then)."""
     q: queue.Queue[Any] = queue.Queue(maxsize=2)
     stop = threading.Event()
 
     def work() -> None:
         try:
-            for start in range(0, len(objs), batch):
-                chunk = objs[start : start + batch]
-                vectors, stats = encoder.encode([o.text for o in chunk])
+            for chunk in chunks:
+                vectors, stats = encoder.encode([o.text for _t, o in chunk])
                 while not stop.is_set():
                     try:
                         q.put((chunk, vectors, stats), timeout=0.5)
@@ -519,26 +562,51 @@ def _delete_stale(collection: Any, day: str, run_token: str) -> int:
     raise RuntimeError(f"stale objects of {day} still left after {_DELETE_ROUNDS} delete rounds")
 
 
-def _dangling(
-    client: weaviate.WeaviateClient,
-    objs: list[SearchObject],
-    failed_ids: set[str],
-    names: CollectionNames,
-    tenant_of: dict[str, str] | None = None,
-) -> int:
+class _Targets:
+    """Distinct reference targets (collection, tenant, uuid) of a type's loaded objects.
+
+    Kept in a private SQLite temporary database (SQLite deletes its file on close) rather than
+    a set, which would grow with the day.
+    """
+
+    def __init__(self) -> None:
+        self._conn = sqlite3.connect("", isolation_level=None)
+        self._conn.execute(
+            "CREATE TABLE targets (collection TEXT NOT NULL, tenant TEXT NOT NULL,"
+            " target TEXT NOT NULL, PRIMARY KEY (collection, tenant, target))"
+        )
+
+    def __enter__(self) -> _Targets:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._conn.close()
+
+    def add(self, keys: Iterable[tuple[str, str | None, uuid.UUID]]) -> None:
+        # '' for "no tenant": SQLite keys treat NULLs as distinct; tenant names are never empty.
+        with self._conn:
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO targets VALUES (?, ?, ?)",
+                ((c, t or "", str(u)) for c, t, u in keys),
+            )
+
+    def by_collection(self, size: int) -> Iterator[tuple[str, set[tuple[str | None, uuid.UUID]]]]:
+        """(collection, up to `size` distinct (tenant, uuid)) pieces."""
+        collections = [r[0] for r in self._conn.execute("SELECT DISTINCT collection FROM targets")]
+        for name in sorted(collections):
+            cursor = self._conn.execute(
+                "SELECT tenant, target FROM targets WHERE collection = ?", (name,)
+            )
+            while rows := cursor.fetchmany(size):
+                yield name, {(t or None, uuid.UUID(u)) for t, u in rows}
+
+
+def _dangling(client: weaviate.WeaviateClient, targets: _Targets) -> int:
     """References whose target is not (yet) in Weaviate: another day not loaded, or a failure.
     A multi-tenant target counts only in the referrer's tenant."""
-    tenant_of = tenant_of or {}
-    targets: dict[str, set[tuple[str | None, uuid.UUID]]] = {}
-    for o in objs:
-        if o.aggregate_id in failed_ids:
-            continue
-        for ref, target in o.references.items():
-            collection_name = names.of(REFERENCE_KEYS[ref][0])
-            targets.setdefault(collection_name, set()).add((tenant_of.get(o.aggregate_id), target))
     return sum(
-        len(keys) - len(present(client, collection_name, keys))
-        for collection_name, keys in targets.items()
+        len(keys) - len(present(client, name, keys))
+        for name, keys in targets.by_collection(_KEY_CHUNK)
     )
 
 
@@ -616,74 +684,71 @@ def _run_day(
     tracking.heartbeat(conn, options.version, "healthy", {"day": day, "phase": "reading"})
     conn.commit()
     read = read_day(conn, kafka, day, options.consumer_group)
-    if read.note:
-        log(read.note)
-    run_token = f"{run_id}:{uuid.uuid4().hex[:8]}"
-    per_type, failures, outcomes = load_day(
-        client,
-        encoder,
-        read,
-        run_token=run_token,
-        options=options,
-        types=types,
-        log=log,
-        conn=conn,
-    )
-    result = DayResult(
-        day=day,
-        source=read.source,
-        events=read.fold.events,
-        duplicates=read.fold.duplicates,
-        per_type=per_type,
-        failures=failures,
-        schema=schema,
-        model=encoder.encoder.model_name,
-        dimension=encoder.encoder.dimension,
-        seconds=time.perf_counter() - started,
-        max_failure_ratio=options.max_failure_ratio,
-    )
-    failed_keys = {(f.collection, f.source_key) for f in failures}
-    objects, _ = read.fold.objects()
-    succeeded = {
-        options.names.of(t): [
-            o.aggregate_id
-            for o in objects[t]
-            if (options.names.of(t), o.aggregate_id) not in failed_keys
-        ]
-        for t in types
-    }
-    tracking.record_failures(conn, day, run_id, failures, succeeded)
-    tracking.record_processing(conn, outcomes)
-    tracking.record_sync(conn, options.consumer_group, read.positions)
-    tracking.log(
-        conn,
-        f"weaviate day {day}: {result.objects} objects, {result.failed} failed",
-        {
-            "day": day,
-            "run_id": run_id,
-            "source": read.source,
-            "events": read.fold.events,
-            "failed": result.failed,
-            "per_type": {
-                t: {
-                    "objects": r.objects,
-                    "loaded": r.loaded,
-                    "deleted": r.deleted,
-                    "references": r.references,
-                    "vectors_per_s": round(r.vectors_per_s, 1),
-                    "cache_hits": r.encode.cache_hits,
-                    "encoded": r.encode.encoded,
-                }
-                for t, r in per_type.items()
+    with read.fold:  # the spilled events go once the day is recorded
+        if read.note:
+            log(read.note)
+        run_token = f"{run_id}:{uuid.uuid4().hex[:8]}"
+        per_type, failures, outcomes = load_day(
+            client,
+            encoder,
+            read,
+            run_token=run_token,
+            options=options,
+            types=types,
+            log=log,
+            conn=conn,
+        )
+        result = DayResult(
+            day=day,
+            source=read.source,
+            events=read.fold.events,
+            duplicates=read.fold.duplicates,
+            per_type=per_type,
+            failures=failures,
+            schema=schema,
+            model=encoder.encoder.model_name,
+            dimension=encoder.encoder.dimension,
+            seconds=time.perf_counter() - started,
+            max_failure_ratio=options.max_failure_ratio,
+        )
+        failed_keys = {(f.collection, f.source_key) for f in failures}
+        tracking.record_failures(conn, day, run_id, failures, {})
+        for t in types:
+            name = options.names.of(t)
+            succeeded = (aid for aid, _e in read.fold.keys(t) if (name, aid) not in failed_keys)
+            while piece := list(itertools.islice(succeeded, _KEY_CHUNK)):
+                tracking.record_failures(conn, day, run_id, [], {name: piece})
+        tracking.record_processing(conn, outcomes)
+        tracking.record_sync(conn, options.consumer_group, read.positions)
+        tracking.log(
+            conn,
+            f"weaviate day {day}: {result.objects} objects, {result.failed} failed",
+            {
+                "day": day,
+                "run_id": run_id,
+                "source": read.source,
+                "events": read.fold.events,
+                "failed": result.failed,
+                "per_type": {
+                    t: {
+                        "objects": r.objects,
+                        "loaded": r.loaded,
+                        "deleted": r.deleted,
+                        "references": r.references,
+                        "vectors_per_s": round(r.vectors_per_s, 1),
+                        "cache_hits": r.encode.cache_hits,
+                        "encoded": r.encode.encoded,
+                    }
+                    for t, r in per_type.items()
+                },
             },
-        },
-        level="warning" if result.failed else "info",
-    )
-    tracking.heartbeat(
-        conn,
-        options.version,
-        "degraded" if result.exceeded else "healthy",
-        {"day": day, "phase": "done", "model": result.model, "failed": result.failed},
-    )
-    conn.commit()
-    return result
+            level="warning" if result.failed else "info",
+        )
+        tracking.heartbeat(
+            conn,
+            options.version,
+            "degraded" if result.exceeded else "healthy",
+            {"day": day, "phase": "done", "model": result.model, "failed": result.failed},
+        )
+        conn.commit()
+        return result

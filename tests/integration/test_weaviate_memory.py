@@ -1,0 +1,106 @@
+"""The Weaviate sink's memory stays flat as a day grows.
+
+The bench path (a synthetic day folded by DayFold, then `load_day` into throwaway collections)
+with the real model and real Weaviate, at N and 4N pages: the traced peak of fold + load must
+grow far less than the input does. Texts are a few words, so the model stays cheap.
+"""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from strangler.migration.kafka_records import EventRecord
+from strangler.resources.embeddings import EmbedderResource
+from strangler.resources.weaviate import WeaviateResource
+from strangler.search.embedding_cache import CachedEncoder
+from strangler.search.objects import DayFold
+from strangler.search.schema import CollectionNames, drop, ensure_schema
+from strangler.search.sink import DayRead, SinkOptions, load_day
+
+pytestmark = pytest.mark.integration
+
+DAY = "2025-01-02"
+N = 400
+WORDS = ["invoice", "payment", "cargo", "patient", "balance", "resume", "vessel", "account"]
+
+
+def _records(n: int, salt: str) -> Iterator[EventRecord]:
+    """Generated lazily: the input itself is never held, only what the sink keeps."""
+    at = datetime(2025, 1, 2, 12, tzinfo=UTC)
+    for i in range(n):
+        text = " ".join(WORDS[(i + k) % len(WORDS)] for k in range(4)) + f" {salt} {i}"
+        yield EventRecord(
+            event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"memory/{salt}/{i}"),
+            event_type="OcrPageExtracted",
+            schema_version=1,
+            aggregate_type="OcrPage",
+            aggregate_id=str(i + 1),
+            aggregate_version=1,
+            occurred_at=at,
+            partition_day=DAY,
+            payload={
+                "page_id": i + 1,
+                "document_id": i // 3 + 1,
+                "page_number": i % 3 + 1,
+                "text": text,
+                "confidence": 0.9,
+            },
+            metadata={},
+            position=i,
+            topic="memory",
+            kafka_partition=0,
+            offset=i,
+        )
+
+
+def _fold_and_load(
+    client: object, encoder: CachedEncoder, names: CollectionNames, n: int, salt: str
+) -> int:
+    """Traced peak (bytes above the start) of folding and loading a day of n pages."""
+    gc.collect()
+    tracemalloc.reset_peak()
+    start, _ = tracemalloc.get_traced_memory()
+    fold = DayFold(DAY)
+    try:
+        fold.add(_records(n, salt))
+        results, failures, outcomes = load_day(
+            client,  # type: ignore[arg-type]
+            encoder,
+            DayRead(fold, "memory-test"),
+            run_token=uuid.uuid4().hex,
+            options=SinkOptions(names=names, encode_batch=64, upload_batch=32),
+            types=["OcrPage"],
+        )
+        del outcomes
+    finally:
+        fold.close()
+    _, peak = tracemalloc.get_traced_memory()
+    assert not failures and results["OcrPage"].loaded == n, (failures[:3], results)
+    assert fold.closed and not fold.path.exists()
+    return peak - start
+
+
+def test_sink_peak_memory_is_flat_in_the_size_of_the_day(
+    weaviate_resource: WeaviateResource, embedder: EmbedderResource
+) -> None:
+    embedder.encode(["warm up the model"])
+    encoder = CachedEncoder(embedder, None)  # no cache: every run really encodes
+    names = CollectionNames(f"Mem{uuid.uuid4().hex[:6]}")
+    with weaviate_resource.client() as client:
+        ensure_schema(client, names)
+        tracemalloc.start()
+        try:
+            _fold_and_load(client, encoder, names, 100, "warm")  # one-time imports and caches
+            small = _fold_and_load(client, encoder, names, N, "small")
+            large = _fold_and_load(client, encoder, names, 4 * N, "large")
+        finally:
+            tracemalloc.stop()
+            drop(client, names)
+    print(f"peak traced memory: {N} pages {small / 1e6:.2f} MB, {4 * N} pages {large / 1e6:.2f} MB")
+    assert large < 2 * small, (small, large)
