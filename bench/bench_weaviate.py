@@ -8,6 +8,10 @@ cache (events -> embed -> upsert -> delete stale), and a re-run of the unchanged
 warm: model time should be zero). Once: a raw client batch import of precomputed vectors (the
 upload ceiling), and each backend's fidelity (cosine against fp32 PyTorch on the same texts).
 Everything goes to throwaway collections and a throwaway cache directory.
+
+Next to each pipeline throughput: the peak RSS of the process during that stage and how far it
+rose over the RSS the stage started at (sampled from /proc by a thread, so the throughput is not
+slowed the way tracemalloc would slow it). The rise should not grow with --pages.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import tempfile
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -81,6 +87,43 @@ def day_read(texts: list[str]) -> DayRead:
     return DayRead(fold, "bench")
 
 
+class PeakRss:
+    """Peak resident set size while the block runs (sampled every `interval` seconds)."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.start = self.peak = _rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, _rss())
+
+    def __enter__(self) -> PeakRss:
+        self.start = self.peak = _rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss())
+
+    @property
+    def rise(self) -> int:
+        return self.peak - self.start
+
+
+def _rss() -> int:
+    """Current RSS in bytes (Linux /proc; elsewhere the process's lifetime peak)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pages", type=int, default=10_000)
@@ -118,25 +161,32 @@ def main() -> None:
                 )
                 runs = []
                 for label in ("pipeline (cold cache)", "re-run unchanged day"):
-                    started = time.perf_counter()
-                    results, failures, _ = load_day(
-                        client,
-                        encoder,
-                        day_read(texts),
-                        run_token=uuid.uuid4().hex,
-                        options=SinkOptions(names=names),
-                        types=["OcrPage"],
-                    )
-                    seconds = time.perf_counter() - started
+                    with PeakRss() as rss:
+                        started = time.perf_counter()
+                        read = day_read(texts)
+                        try:
+                            results, failures, _ = load_day(
+                                client,
+                                encoder,
+                                read,
+                                run_token=uuid.uuid4().hex,
+                                options=SinkOptions(names=names),
+                                types=["OcrPage"],
+                            )
+                        finally:
+                            read.fold.close()
+                        seconds = time.perf_counter() - started
                     r = results["OcrPage"]
                     assert not failures and r.loaded == n, (failures[:3], r)
-                    runs.append((label, seconds, r.encode.model_s, r.encode.encoded))
+                    runs.append((label, seconds, r.encode.model_s, r.encode.encoded, rss))
                 print(f"\n[{backend}] raw model.encode: {n / raw_s:8.1f} texts/s{fidelity}")
-                for label, seconds, model_s, encoded in runs:
+                for label, seconds, model_s, encoded, rss in runs:
                     print(
                         f"[{backend}] {label:24s} {n / seconds:8.1f} objects/s"
                         f"  ({n / seconds / (n / raw_s):.2f}x raw encode;"
                         f" model {model_s:.1f}s, {encoded} encoded)"
+                        f"  peak RSS {rss.peak / 2**20:.0f} MiB"
+                        f" (+{rss.rise / 2**20:.0f} MiB over the stage's start)"
                     )
                 if backend == "torch":
                     bulk = client.collections.get(names.document)
