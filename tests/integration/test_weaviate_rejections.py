@@ -17,16 +17,22 @@ from typing import Any
 import psycopg
 import pytest
 
-from strangler.db.migrations import migrate
 from strangler.resources.embeddings import EmbedderResource
 from strangler.resources.kafka import KafkaResource
-from strangler.resources.postgres import PostgresResource
 from strangler.resources.weaviate import CLIENT_LOGGER, WeaviateResource
 from strangler.search import schema
 from strangler.search.objects import object_uuid
-from strangler.search.schema import CollectionNames, SchemaOptions, drop
+from strangler.search.schema import CollectionNames, SchemaOptions
 from strangler.search.tracking import MIGRATION
-from tests.integration.test_weaviate_sink import DAY, DOCS, PAGES, Day, _materialize, _meta
+from tests.integration.test_weaviate_sink import (
+    DAY,
+    DOCS,
+    PAGES,
+    Day,
+    _meta,
+    materialize_day,
+    weaviate_env,
+)
 
 Env = tuple[Day, dict[str, Any], dict[str, Any], CollectionNames]
 
@@ -43,27 +49,8 @@ def env(
     unique: str,
 ) -> Iterator[Env]:
     """Unique topics and collections, resources and run config for the Weaviate assets."""
-    migrate(postgres_url)
-    test_kafka = KafkaResource(
-        bootstrap_servers=kafka.bootstrap_servers, topic_prefix=f"t{unique}."
-    )
-    names = CollectionNames(f"T{unique}")
-    resources = {
-        "postgres": PostgresResource(url=postgres_url),
-        "kafka": test_kafka,
-        "weaviate": weaviate_resource,
-        "embedder": embedder,
-    }
-    run_config = {
-        "ops": {
-            "weaviate_collections": {
-                "config": {"collection_prefix": names.prefix, "max_failure_ratio": 0.5}
-            }
-        }
-    }
-    yield Day(test_kafka, postgres_url, unique), resources, run_config, names
-    with weaviate_resource.client() as client:
-        drop(client, names)
+    with weaviate_env(postgres_url, kafka, weaviate_resource, embedder, unique) as built:
+        yield built
 
 
 def test_rejected_reference_is_recorded_with_weaviates_message(
@@ -76,7 +63,7 @@ def test_rejected_reference_is_recorded_with_weaviates_message(
         schema._create(client, dataclasses.replace(spec, references={}), SchemaOptions())
     day.publish(day.events(DOCS, PAGES, bad_page=False))
 
-    result = _materialize(resources, run_config, with_checks=False)
+    result = materialize_day(resources, run_config, with_checks=False)
     assert result.success
     document = _meta(result, "Document")
     assert document["failures"] == len(DOCS)
@@ -121,7 +108,7 @@ def test_rejected_object_logs_its_error_but_no_vector(
     day, resources, run_config, names = env
     day.publish(day.events(DOCS, PAGES, bad_page=True))
     with caplog.at_level(logging.INFO):
-        result = _materialize(resources, run_config, with_checks=False)
+        result = materialize_day(resources, run_config, with_checks=False)
     assert result.success
     assert _meta(result, "OcrPage")["failures"] == 1
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -211,14 +212,16 @@ def _event(
     }
 
 
-@pytest.fixture
-def env(
+@contextmanager
+def weaviate_env(
     postgres_url: str,
     kafka: KafkaResource,
     weaviate_resource: WeaviateResource,
     embedder: EmbedderResource,
     unique: str,
+    **sink_config: Any,
 ) -> Iterator[tuple[Day, dict[str, Any], dict[str, Any], CollectionNames]]:
+    """Collections and topics of their own, the resources and the run config of the assets."""
     migrate(postgres_url)
     test_kafka = KafkaResource(
         bootstrap_servers=kafka.bootstrap_servers, topic_prefix=f"t{unique}."
@@ -230,7 +233,7 @@ def env(
         "weaviate": weaviate_resource,
         "embedder": embedder,
     }
-    cfg = {"collection_prefix": names.prefix, "max_failure_ratio": 0.5}
+    cfg = {"collection_prefix": names.prefix, "max_failure_ratio": 0.5, **sink_config}
     check_cfg = {"collection_prefix": names.prefix, "sample_size": 10, "k": 3}
     run_config = {
         "ops": {
@@ -238,12 +241,27 @@ def env(
             **{c.node_def.name: {"config": check_cfg} for c in weaviate_checks},
         }
     }
-    yield Day(test_kafka, postgres_url, unique), resources, run_config, names
-    with weaviate_resource.client() as client:
-        drop(client, names)
+    try:
+        yield Day(test_kafka, postgres_url, unique), resources, run_config, names
+    finally:
+        with weaviate_resource.client() as client:
+            drop(client, names)
+        test_kafka.admin().delete_topics([test_kafka.topic(t) for t in TOPICS.values()])
 
 
-def _materialize(
+@pytest.fixture
+def env(
+    postgres_url: str,
+    kafka: KafkaResource,
+    weaviate_resource: WeaviateResource,
+    embedder: EmbedderResource,
+    unique: str,
+) -> Iterator[tuple[Day, dict[str, Any], dict[str, Any], CollectionNames]]:
+    with weaviate_env(postgres_url, kafka, weaviate_resource, embedder, unique) as built:
+        yield built
+
+
+def materialize_day(
     resources: dict[str, Any], run_config: dict[str, Any], with_checks: bool = True
 ) -> dg.ExecuteInProcessResult:
     with dg.instance_for_test() as instance:
@@ -261,7 +279,7 @@ def _materialize(
 
 def _meta(result: dg.ExecuteInProcessResult, atype: str) -> dict[str, Any]:
     for m in result.asset_materializations_for_node("weaviate_collections"):
-        if m.asset_key == weaviate_key(atype):
+        if m.asset_key.path[-1] == atype:
             return {k: v.value for k, v in m.metadata.items()}
     raise AssertionError(f"no materialization of {atype}")
 
@@ -284,7 +302,7 @@ def test_rerun_converges_and_deletes_and_records_rejections(
     day, resources, run_config, names = env
     day.publish(day.events(DOCS, PAGES, bad_page=True))
 
-    first = _materialize(resources, run_config)
+    first = materialize_day(resources, run_config)
     assert first.success
     meta = _meta(first, "OcrPage")
     assert meta["source"] == "kafka"
@@ -320,7 +338,7 @@ def test_rerun_converges_and_deletes_and_records_rejections(
         assert lag is not None and lag[0] == 0
 
     # Re-running the unchanged day: same objects, same content, no model time.
-    second = _materialize(resources, run_config, with_checks=False)
+    second = materialize_day(resources, run_config, with_checks=False)
     assert second.success
     assert _meta(second, "OcrPage")["encoded"] == 0
     assert _meta(second, "OcrPage")["deleted_stale"] == 0
@@ -330,7 +348,7 @@ def test_rerun_converges_and_deletes_and_records_rejections(
     docs = {k: v for k, v in DOCS.items() if k != 6}
     pages = {k: v for k, v in PAGES.items() if k != 16}
     day.publish(day.events(docs, pages, bad_page=False))
-    third = _materialize(resources, run_config, with_checks=False)
+    third = materialize_day(resources, run_config, with_checks=False)
     assert third.success
     assert _meta(third, "Document")["deleted_stale"] == 1
     assert _meta(third, "OcrPage")["deleted_stale"] == 1
@@ -356,7 +374,7 @@ def test_references_resolve_both_ways(
 
     day, resources, run_config, names = env
     day.publish(day.events(DOCS, PAGES, bad_page=False))
-    assert _materialize(resources, run_config, with_checks=False).success
+    assert materialize_day(resources, run_config, with_checks=False).success
     with weaviate_resource.client() as client:
         pages = client.collections.get(names.ocr_page)
         page = pages.query.fetch_object_by_id(
@@ -392,7 +410,7 @@ def test_search_check_fails_on_scrambled_vectors(
 ) -> None:
     day, resources, run_config, names = env
     day.publish(day.events(DOCS, PAGES, bad_page=False))
-    clean = _materialize(resources, run_config)
+    clean = materialize_day(resources, run_config)
     assert all(c.passed for c in clean.get_asset_check_evaluations())
     rng = np.random.default_rng(0)
     with weaviate_resource.client() as client:

@@ -13,15 +13,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import numpy as np
 import psycopg
 import pytest
 from weaviate.classes.query import Filter, QueryReference
 
-from strangler.assets.weaviate_collections import cached_encoder, weaviate_assets, weaviate_checks
+from strangler.assets.weaviate_collections import cached_encoder
 from strangler.checks.weaviate import check_weaviate_day
-from strangler.db.migrations import migrate
 from strangler.migration.events import TOPICS
 from strangler.migration.outbox_relay import DayRelay
 from strangler.migration.partition_run import PartitionMigration, RunOptions
@@ -29,7 +27,6 @@ from strangler.migration.topics import domain_topic_specs, ensure_topics, progre
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.embeddings import EmbedderResource
 from strangler.resources.kafka import KafkaResource
-from strangler.resources.postgres import PostgresResource
 from strangler.resources.weaviate import WeaviateResource
 from strangler.rollback.execute import ExecuteResult, _delete_weaviate
 from strangler.rollback.plan import Plan, Scope
@@ -45,7 +42,7 @@ from strangler.search.tenants import is_multi_tenant, tenant_name
 from strangler.search.tracking import MIGRATION
 
 from .migration_helpers import seeded_database
-from .test_weaviate_sink import DAY, Day, _event
+from .test_weaviate_sink import DAY, Day, _event, _meta, materialize_day, weaviate_env
 
 pytestmark = pytest.mark.integration
 
@@ -133,52 +130,10 @@ def env(
     embedder: EmbedderResource,
     unique: str,
 ) -> Iterator[tuple[Day, dict[str, Any], dict[str, Any], CollectionNames]]:
-    migrate(postgres_url)
-    test_kafka = KafkaResource(
-        bootstrap_servers=kafka.bootstrap_servers, topic_prefix=f"t{unique}."
-    )
-    names = CollectionNames(f"T{unique}")
-    resources = {
-        "postgres": PostgresResource(url=postgres_url),
-        "kafka": test_kafka,
-        "weaviate": weaviate_resource,
-        "embedder": embedder,
-    }
-    cfg = {"collection_prefix": names.prefix, "max_failure_ratio": 0.5, "multi_tenancy": True}
-    check_cfg = {"collection_prefix": names.prefix, "sample_size": 10, "k": 3}
-    run_config = {
-        "ops": {
-            "weaviate_collections": {"config": cfg},
-            **{c.node_def.name: {"config": check_cfg} for c in weaviate_checks},
-        }
-    }
-    yield Day(test_kafka, postgres_url, unique), resources, run_config, names
-    with weaviate_resource.client() as client:
-        drop(client, names)
-    test_kafka.admin().delete_topics([test_kafka.topic(t) for t in TOPICS.values()])
-
-
-def _materialize(
-    resources: dict[str, Any], run_config: dict[str, Any], with_checks: bool = True
-) -> dg.ExecuteInProcessResult:
-    with dg.instance_for_test() as instance:
-        return dg.materialize(
-            [*weaviate_assets, *(weaviate_checks if with_checks else [])],
-            partition_key=DAY,
-            instance=instance,
-            resources=resources,
-            run_config=run_config
-            if with_checks
-            else {"ops": {"weaviate_collections": run_config["ops"]["weaviate_collections"]}},
-            raise_on_error=False,
-        )
-
-
-def _meta(result: dg.ExecuteInProcessResult, atype: str) -> dict[str, Any]:
-    for m in result.asset_materializations_for_node("weaviate_collections"):
-        if m.asset_key.path[-1] == atype:
-            return {k: v.value for k, v in m.metadata.items()}
-    raise AssertionError(f"no materialization of {atype}")
+    with weaviate_env(
+        postgres_url, kafka, weaviate_resource, embedder, unique, multi_tenancy=True
+    ) as built:
+        yield built
 
 
 def _placement(wv: WeaviateResource, names: CollectionNames) -> dict[str, dict[str, Any]]:
@@ -211,7 +166,7 @@ def test_each_customer_is_a_tenant_reruns_converge_and_deletes_reach_the_tenant(
     day, resources, run_config, names = env
     day.publish(day_events(DOCS, PAGES))
 
-    first = _materialize(resources, run_config)
+    first = materialize_day(resources, run_config)
     assert first.success
     assert _meta(first, "Document")["tenants"] == 2
     assert _meta(first, "OcrPage")["tenants"] == 2
@@ -241,7 +196,7 @@ def test_each_customer_is_a_tenant_reruns_converge_and_deletes_reach_the_tenant(
     assert "document 555" in row[1], row[1]
 
     # Re-running the unchanged day: the same objects in the same tenants, no model time.
-    second = _materialize(resources, run_config, with_checks=False)
+    second = materialize_day(resources, run_config, with_checks=False)
     assert second.success
     assert _meta(second, "OcrPage")["encoded"] == 0
     assert _meta(second, "Document")["deleted_stale"] == 0
@@ -251,7 +206,7 @@ def test_each_customer_is_a_tenant_reruns_converge_and_deletes_reach_the_tenant(
     docs = {k: v for k, v in DOCS.items() if k != 6}
     pages = {k: v for k, v in PAGES.items() if k != 16}
     day.publish(day_events(docs, pages))
-    third = _materialize(resources, run_config, with_checks=False)
+    third = materialize_day(resources, run_config, with_checks=False)
     assert third.success
     assert _meta(third, "Document")["deleted_stale"] == 1
     assert _meta(third, "OcrPage")["deleted_stale"] == 1
@@ -269,7 +224,7 @@ def test_references_resolve_within_the_tenant(
 ) -> None:
     day, resources, run_config, names = env
     day.publish(day_events(DOCS, PAGES))
-    result = _materialize(resources, run_config, with_checks=False)
+    result = materialize_day(resources, run_config, with_checks=False)
     assert result.success
     assert _meta(result, "Document")["dangling_references"] == 0
     assert _meta(result, "OcrPage")["dangling_references"] == 0
@@ -319,7 +274,7 @@ def test_rollback_snapshot_delete_and_undo_keep_tenants(
 ) -> None:
     day, resources, run_config, names = env
     day.publish(day_events(DOCS, PAGES))
-    assert _materialize(resources, run_config, with_checks=False).success
+    assert materialize_day(resources, run_config, with_checks=False).success
     before = _placement(weaviate_resource, names)
     targets = Targets(
         postgres_conninfo=day.postgres_url,
