@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -56,12 +57,12 @@ def page_texts(n: int, seed: int = 7) -> list[str]:
     return texts
 
 
-def day_read(texts: list[str]) -> DayRead:
-    fold = DayFold(DAY)
+def page_records(texts: Iterable[str], salt: str = "bench") -> Iterator[EventRecord]:
+    """One OcrPageExtracted record per text, generated lazily (three pages per document)."""
     at = datetime(2025, 1, 2, 12, tzinfo=UTC)
-    fold.add(
-        EventRecord(
-            event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"bench/{i}"),
+    for i, text in enumerate(texts):
+        yield EventRecord(
+            event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{salt}/{i}"),
             event_type="OcrPageExtracted",
             schema_version=1,
             aggregate_type="OcrPage",
@@ -73,17 +74,20 @@ def day_read(texts: list[str]) -> DayRead:
                 "page_id": i + 1,
                 "document_id": i // 3 + 1,
                 "page_number": i % 3 + 1,
-                "text": t,
+                "text": text,
                 "confidence": 0.95,
             },
             metadata={},
             position=i,
-            topic="bench",
+            topic=salt,
             kafka_partition=0,
             offset=i,
         )
-        for i, t in enumerate(texts)
-    )
+
+
+def day_read(texts: list[str]) -> DayRead:
+    fold = DayFold(DAY)
+    fold.add(page_records(texts))
     return DayRead(fold, "bench")
 
 

@@ -11,11 +11,10 @@ import gc
 import tracemalloc
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 
-from strangler.migration.kafka_records import EventRecord
+from bench.bench_weaviate import DAY, page_records
 from strangler.resources.embeddings import EmbedderResource
 from strangler.resources.weaviate import WeaviateResource
 from strangler.search.embedding_cache import CachedEncoder
@@ -25,38 +24,14 @@ from strangler.search.sink import DayRead, SinkOptions, load_day
 
 pytestmark = pytest.mark.integration
 
-DAY = "2025-01-02"
 N = 400
 WORDS = ["invoice", "payment", "cargo", "patient", "balance", "resume", "vessel", "account"]
 
 
-def _records(n: int, salt: str) -> Iterator[EventRecord]:
+def _texts(n: int, salt: str) -> Iterator[str]:
     """Generated lazily: the input itself is never held, only what the sink keeps."""
-    at = datetime(2025, 1, 2, 12, tzinfo=UTC)
     for i in range(n):
-        text = " ".join(WORDS[(i + k) % len(WORDS)] for k in range(4)) + f" {salt} {i}"
-        yield EventRecord(
-            event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"memory/{salt}/{i}"),
-            event_type="OcrPageExtracted",
-            schema_version=1,
-            aggregate_type="OcrPage",
-            aggregate_id=str(i + 1),
-            aggregate_version=1,
-            occurred_at=at,
-            partition_day=DAY,
-            payload={
-                "page_id": i + 1,
-                "document_id": i // 3 + 1,
-                "page_number": i % 3 + 1,
-                "text": text,
-                "confidence": 0.9,
-            },
-            metadata={},
-            position=i,
-            topic="memory",
-            kafka_partition=0,
-            offset=i,
-        )
+        yield " ".join(WORDS[(i + k) % len(WORDS)] for k in range(4)) + f" {salt} {i}"
 
 
 def _fold_and_load(
@@ -68,7 +43,7 @@ def _fold_and_load(
     start, _ = tracemalloc.get_traced_memory()
     fold = DayFold(DAY)
     try:
-        fold.add(_records(n, salt))
+        fold.add(page_records(_texts(n, salt), f"memory/{salt}"))
         results, failures, outcomes = load_day(
             client,  # type: ignore[arg-type]
             encoder,

@@ -57,6 +57,28 @@ PAGES: dict[int, tuple[int, str]] = {
 }
 
 
+def uploaded(doc_id: int, customer_id: int, title: str, category: str, at: datetime) -> dict[str, Any]:
+    payload = {
+        "document_id": doc_id,
+        "customer_id": customer_id,
+        "title": title,
+        "category": category,
+        "page_count": 1,
+    }
+    return _event("Document", doc_id, 1, "DocumentUploaded", at, payload)
+
+
+def extracted(page_id: int, doc_id: int, text: str, at: datetime) -> dict[str, Any]:
+    payload = {
+        "page_id": page_id,
+        "document_id": doc_id,
+        "page_number": 1,
+        "text": text,
+        "confidence": 0.97,
+    }
+    return _event("OcrPage", page_id, 1, "OcrPageExtracted", at, payload)
+
+
 @dataclass
 class Day:
     """A test day: contract envelopes published to unique topics, ranges recorded."""
@@ -80,22 +102,7 @@ class Day:
             ),
         ]
         for doc_id, (title, category) in docs.items():
-            out.append(
-                _event(
-                    "Document",
-                    doc_id,
-                    1,
-                    "DocumentUploaded",
-                    at,
-                    {
-                        "document_id": doc_id,
-                        "customer_id": 7,
-                        "title": title,
-                        "category": category,
-                        "page_count": 1,
-                    },
-                )
-            )
+            out.append(uploaded(doc_id, 7, title, category, at))
             out.append(
                 _event(
                     "Document",
@@ -107,22 +114,7 @@ class Day:
                 )
             )
         for page_id, (doc_id, text) in pages.items():
-            out.append(
-                _event(
-                    "OcrPage",
-                    page_id,
-                    1,
-                    "OcrPageExtracted",
-                    at,
-                    {
-                        "page_id": page_id,
-                        "document_id": doc_id,
-                        "page_number": 1,
-                        "text": text,
-                        "confidence": 0.97,
-                    },
-                )
-            )
+            out.append(extracted(page_id, doc_id, text, at))
         if bad_page:
             out.append(
                 _event(

@@ -42,7 +42,16 @@ from strangler.search.tenants import is_multi_tenant, tenant_name
 from strangler.search.tracking import MIGRATION
 
 from .migration_helpers import seeded_database
-from .test_weaviate_sink import DAY, Day, _event, _meta, materialize_day, weaviate_env
+from .test_weaviate_sink import (
+    DAY,
+    Day,
+    _event,
+    _meta,
+    extracted,
+    materialize_day,
+    uploaded,
+    weaviate_env,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -83,42 +92,12 @@ def day_events(
         for cid, (name, country) in CUSTOMERS.items()
     ]
     for doc_id, (cid, title, category) in docs.items():
-        out.append(
-            _event(
-                "Document",
-                doc_id,
-                1,
-                "DocumentUploaded",
-                at,
-                {
-                    "document_id": doc_id,
-                    "customer_id": cid,
-                    "title": title,
-                    "category": category,
-                    "page_count": 1,
-                },
-            )
-        )
+        out.append(uploaded(doc_id, cid, title, category, at))
     for page_id, (doc_id, text) in {
         **pages,
         ORPHAN_PAGE: (555, "a page of an unknown document"),
     }.items():
-        out.append(
-            _event(
-                "OcrPage",
-                page_id,
-                1,
-                "OcrPageExtracted",
-                at,
-                {
-                    "page_id": page_id,
-                    "document_id": doc_id,
-                    "page_number": 1,
-                    "text": text,
-                    "confidence": 0.97,
-                },
-            )
-        )
+        out.append(extracted(page_id, doc_id, text, at))
     return out
 
 
