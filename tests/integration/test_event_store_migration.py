@@ -180,3 +180,26 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(
             assert final.migrated + final.failed == final.source_rows
         assert kills >= 3
         assert store_fingerprint(victim) == store_fingerprint(reference)
+
+
+def test_reseeding_a_migrated_sample_keeps_its_days(postgres_url: str) -> None:
+    """The main job on a later day re-seeds the days it migrated, so the re-run changes nothing."""
+    from strangler.demo import migrated_sample_start, seed_sample
+    from strangler.settings import Settings
+
+    first = date(2026, 1, 5)
+    with seeded_database(
+        postgres_url, days=2, scale=0.05, dirty_rate=0.05, seed_value=7, start_day=first
+    ) as url:
+        with psycopg.connect(url) as conn:
+            assert migrated_sample_start(conn) is None
+        done = PartitionMigration(url, first).run()
+        assert done.events_written > 0
+        with psycopg.connect(url) as conn:
+            assert migrated_sample_start(conn) == first
+        report = seed_sample(
+            Settings(postgres_url=url), days=2, scale=0.05, dirty_rate=0.05, seed_value=7
+        )
+        assert report.start_day == first
+        again = PartitionMigration(url, first).run()
+        assert again.events_written == 0 and again.failed == done.failed
