@@ -114,7 +114,12 @@ def _run(name: str, op: str, config: dict[str, Any]) -> dg.ExecuteInProcessResul
     job = defs.get_job_def(name)
     with dg.DagsterInstance.get() as instance:
         return job.execute_in_process(
-            instance=instance, run_config={"ops": {op: {"config": config}}}, raise_on_error=False
+            instance=instance,
+            run_config={
+                "ops": {op: {"config": config}},
+                "loggers": {"console": {"config": {"log_level": "INFO"}}},
+            },
+            raise_on_error=False,
         )
 
 
