@@ -141,6 +141,7 @@ def main() -> None:
     words = sum(len(t.split()) for t in texts) / n
     print(f"{n} pages, {words:.0f} words on average, {os.cpu_count()} CPU cores")
     reference: np.ndarray | None = None
+    torch_rate: float | None = None
     with tempfile.TemporaryDirectory() as tmp, wv.client() as client:
         for backend in args.backends.split(","):
             embedder = EmbedderResource(backend=backend, cache_dir=str(Path(tmp) / backend))
@@ -206,7 +207,7 @@ def main() -> None:
                         f"[client] raw batch import of precomputed vectors: {n / import_s:8.1f} objects/s"
                     )
                     torch_rate = n / raw_s
-                else:
+                elif torch_rate is not None:
                     print(
                         f"[{backend}] raw encode vs torch raw encode: {(n / raw_s) / torch_rate:.2f}x"
                     )
