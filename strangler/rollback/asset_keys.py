@@ -22,11 +22,3 @@ def asset_keys_for(services: tuple[str, ...] | list[str]) -> list[dg.AssetKey]:
     if SEARCH in services:
         keys += [dg.AssetKey(["weaviate", t]) for t in TYPES]
     return keys
-
-
-def service_of(key: dg.AssetKey) -> str | None:
-    """The rollback service that owns asset `key` (None for assets no rollback touches)."""
-    for service in ALL_SERVICES:
-        if key in asset_keys_for((service,)):
-            return service
-    return None

@@ -25,7 +25,7 @@ from strangler.resources.weaviate import WeaviateResource
 from strangler.rollback.asset_keys import asset_keys_for
 from strangler.rollback.code_versions import days_written_after
 from strangler.rollback.execute import ExecuteResult, execute
-from strangler.rollback.liveness import Liveness
+from strangler.rollback.liveness import RollbackMark, liveness
 from strangler.rollback.plan import Plan, build_plan, scope_of
 from strangler.rollback.report import Report, create_request, save_report, set_request_status
 from strangler.rollback.snapshot import SnapshotResult, snapshot_dir, take_snapshot
@@ -245,6 +245,7 @@ def mark_partitions(
     restored: bool = False,
 ) -> None:
     """Record the rollback (or its undo) on every partition it touched, and its `live` check."""
+    state = liveness(None, RollbackMark(time.time(), not restored, request_id))
     for key in asset_keys_for(services):
         for day in days:
             context.log_event(
@@ -257,15 +258,6 @@ def mark_partitions(
                         "dagster/run_id": context.run_id,
                     },
                     tags={ROLLBACK_TAG: request_id},
-                )
-            )
-            state = (
-                Liveness(True, f"Restored from the snapshot of rollback {request_id}.", request_id)
-                if restored
-                else Liveness(
-                    False,
-                    f"Rolled back by {request_id}; empty until re-materialized or undone.",
-                    request_id,
                 )
             )
             context.log_event(live_evaluation(key, day, state))  # type: ignore[arg-type]

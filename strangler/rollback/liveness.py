@@ -37,7 +37,9 @@ def liveness(last_materialized: float | None, mark: RollbackMark | None) -> Live
         return Liveness(True, "Never rolled back.")
     if not mark.rolled_back:
         return Liveness(
-            True, f"Restored from rollback {mark.rollback_id} at {_when(mark.timestamp)}."
+            True,
+            f"Restored from rollback {mark.rollback_id} at {_when(mark.timestamp)}.",
+            mark.rollback_id,
         )
     if last_materialized is not None and last_materialized > mark.timestamp:
         return Liveness(

@@ -11,10 +11,44 @@ import psycopg
 
 from strangler.db.scratch import scratch_database, with_database
 
-__all__ = ["START_DAY", "seeded_database", "store_fingerprint", "with_database"]
+__all__ = [
+    "START_DAY",
+    "ensure_test_topics",
+    "seeded_database",
+    "store_fingerprint",
+    "small_topic_specs",
+    "with_database",
+]
+from strangler.migration.topics import (
+    TopicSpec,
+    domain_topic_specs,
+    ensure_topics,
+    progress_topic_spec,
+)
+from strangler.resources.kafka import KafkaResource
 from strangler.sample.seed import seed
 
 START_DAY = date(2026, 3, 2)
+
+
+def small_topic_specs(prefix: str, partitions: int = 3) -> list[TopicSpec]:
+    """Small domain topics: enough partitions to spread keys, few enough to read back fast."""
+    return domain_topic_specs(
+        prefix,
+        partitions=partitions,
+        replication_factor=1,
+        min_insync_replicas=1,
+        retention_days=30,
+        compaction=False,
+        message_max_bytes=1_000_000,
+    )
+
+
+def ensure_test_topics(kafka: KafkaResource, partitions: int = 3) -> str:
+    """The domain topics and the relay progress topic under the resource's prefix."""
+    progress = progress_topic_spec(kafka.topic_prefix, 1)
+    ensure_topics(kafka.admin(), [*small_topic_specs(kafka.topic_prefix, partitions), progress])
+    return progress.name
 
 
 @contextmanager

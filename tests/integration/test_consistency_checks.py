@@ -30,7 +30,6 @@ from strangler.migration.day_events import read_day_from_store
 from strangler.migration.events import TOPICS
 from strangler.migration.outbox_relay import DayRelay
 from strangler.migration.partition_run import PartitionMigration, RunOptions
-from strangler.migration.topics import domain_topic_specs, ensure_topics, progress_topic_spec
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.embeddings import EmbedderResource
 from strangler.resources.kafka import KafkaResource
@@ -41,7 +40,7 @@ from strangler.search.sink import SinkOptions as SearchOptions
 from strangler.search.sink import run_day
 from strangler.settings import Settings
 
-from .migration_helpers import seeded_database
+from .migration_helpers import ensure_test_topics, seeded_database
 
 pytestmark = pytest.mark.integration
 
@@ -77,18 +76,8 @@ class BuiltDay:
 
 
 def relay_day(url: str, kafka: KafkaResource) -> None:
-    specs = domain_topic_specs(
-        kafka.topic_prefix,
-        partitions=PARTITIONS,
-        replication_factor=1,
-        min_insync_replicas=1,
-        retention_days=30,
-        compaction=False,
-        message_max_bytes=1_000_000,
-    )
-    progress = progress_topic_spec(kafka.topic_prefix, 1)
-    ensure_topics(kafka.admin(), [*specs, progress])
-    DayRelay(url, kafka, KEY, [kafka.topic(t) for t in TOPICS.values()], progress.name).run()
+    progress = ensure_test_topics(kafka, PARTITIONS)
+    DayRelay(url, kafka, KEY, [kafka.topic(t) for t in TOPICS.values()], progress).run()
 
 
 def load_clickhouse(day: BuiltDay) -> None:

@@ -26,15 +26,13 @@ from strangler.migration.kafka_records import load_offset_ranges, read_ranges, w
 from strangler.migration.outbox_relay import DayRelay, FatalRelayError, RelayOptions
 from strangler.migration.partition_run import PartitionMigration, RunOptions
 from strangler.migration.topics import (
-    TopicSpec,
-    domain_topic_specs,
     ensure_topics,
     progress_topic_spec,
 )
 from strangler.resources.kafka import KafkaResource
 from strangler.stack.manager import Stack
 
-from .migration_helpers import START_DAY, seeded_database
+from .migration_helpers import START_DAY, seeded_database, small_topic_specs
 
 DAY = START_DAY.isoformat()
 
@@ -54,21 +52,8 @@ def day_in_store(postgres_url: str, prefixed: KafkaResource) -> Iterator[str]:
         yield url
 
 
-def _test_topic_specs(prefix: str) -> list[TopicSpec]:
-    """Three partitions: enough to spread keys, small enough to read back fast."""
-    return domain_topic_specs(
-        prefix,
-        partitions=3,
-        replication_factor=1,
-        min_insync_replicas=1,
-        retention_days=30,
-        compaction=False,
-        message_max_bytes=1_000_000,
-    )
-
-
 def _relay(url: str, kafka: KafkaResource, **options: object) -> DayRelay:
-    specs = _test_topic_specs(kafka.topic_prefix)
+    specs = small_topic_specs(kafka.topic_prefix)
     progress = progress_topic_spec(kafka.topic_prefix, 1)
     admin = kafka.admin()
     ensure_topics(admin, [*specs, progress])
@@ -189,7 +174,7 @@ def test_config_drift_is_reported_not_changed(prefixed: KafkaResource) -> None:
     name = prefixed.topic("customers.events")
     admin = prefixed.admin()
     admin.create_topics([NewTopic(name, 2, 1)])[name].result(15)
-    specs = _test_topic_specs(prefixed.topic_prefix)
+    specs = small_topic_specs(prefixed.topic_prefix)
     drift = ensure_topics(admin, specs)
     assert any("2 partitions, settings say 3" in d for d in drift)
     assert any("max.message.bytes" in d for d in drift)

@@ -36,7 +36,6 @@ from strangler.checks.partition_live import partition_live, partition_liveness
 from strangler.migration.events import TOPICS
 from strangler.migration.outbox_relay import DayRelay
 from strangler.migration.partition_run import PartitionMigration, RunOptions
-from strangler.migration.topics import domain_topic_specs, ensure_topics, progress_topic_spec
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.embeddings import EmbedderResource
 from strangler.resources.kafka import KafkaResource
@@ -56,7 +55,7 @@ from strangler.search.schema import CollectionNames, drop
 from strangler.search.sink import SinkOptions as SearchOptions
 from strangler.search.sink import run_day
 
-from .migration_helpers import seeded_database
+from .migration_helpers import ensure_test_topics, seeded_database
 
 pytestmark = pytest.mark.integration
 
@@ -140,16 +139,7 @@ def built(
 ) -> Iterator[Built]:
     unique = uuid.uuid4().hex[:10]
     prefixed = KafkaResource(bootstrap_servers=kafka.bootstrap_servers, topic_prefix=f"t{unique}.")
-    specs = domain_topic_specs(
-        prefixed.topic_prefix,
-        partitions=PARTITIONS,
-        replication_factor=1,
-        min_insync_replicas=1,
-        retention_days=30,
-        compaction=False,
-        message_max_bytes=1_000_000,
-    )
-    ensure_topics(prefixed.admin(), [*specs, progress_topic_spec(prefixed.topic_prefix, 1)])
+    ensure_test_topics(prefixed, PARTITIONS)
     names = CollectionNames(f"T{unique}")
     with seeded_database(postgres_url, days=3, scale=0.1, start_day=DAY - timedelta(days=1)) as url:
         # Other suites share the embedded ClickHouse: wait for our turn longer than usual.

@@ -57,7 +57,9 @@ PAGES: dict[int, tuple[int, str]] = {
 }
 
 
-def uploaded(doc_id: int, customer_id: int, title: str, category: str, at: datetime) -> dict[str, Any]:
+def uploaded(
+    doc_id: int, customer_id: int, title: str, category: str, at: datetime
+) -> dict[str, Any]:
     payload = {
         "document_id": doc_id,
         "customer_id": customer_id,

@@ -23,7 +23,6 @@ from strangler.checks.weaviate import check_weaviate_day
 from strangler.migration.events import TOPICS
 from strangler.migration.outbox_relay import DayRelay
 from strangler.migration.partition_run import PartitionMigration, RunOptions
-from strangler.migration.topics import domain_topic_specs, ensure_topics, progress_topic_spec
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.embeddings import EmbedderResource
 from strangler.resources.kafka import KafkaResource
@@ -41,7 +40,7 @@ from strangler.search.sink import SinkOptions, _document_customers, read_day, ru
 from strangler.search.tenants import is_multi_tenant, tenant_name
 from strangler.search.tracking import MIGRATION
 
-from .migration_helpers import seeded_database
+from .migration_helpers import ensure_test_topics, seeded_database
 from .test_weaviate_sink import (
     DAY,
     Day,
@@ -324,17 +323,7 @@ def test_seeded_days_in_tenants_pass_consistency_and_search_checks(
         max_failure_ratio=0.1,
     )
     encoder = cached_encoder(embedder, 32, True)
-    specs = domain_topic_specs(
-        prefixed.topic_prefix,
-        partitions=3,
-        replication_factor=1,
-        min_insync_replicas=1,
-        retention_days=30,
-        compaction=False,
-        message_max_bytes=1_000_000,
-    )
-    progress = progress_topic_spec(prefixed.topic_prefix, 1)
-    ensure_topics(prefixed.admin(), [*specs, progress])
+    progress = ensure_test_topics(prefixed)
     topics = [prefixed.topic(t) for t in TOPICS.values()]
     try:
         with seeded_database(
@@ -344,7 +333,7 @@ def test_seeded_days_in_tenants_pass_consistency_and_search_checks(
                 PartitionMigration(
                     url, d, options=RunOptions(topic_prefix=prefixed.topic_prefix)
                 ).run()
-                DayRelay(url, prefixed, d.isoformat(), topics, progress.name).run()
+                DayRelay(url, prefixed, d.isoformat(), topics, progress).run()
             with psycopg.connect(url) as conn, weaviate_resource.client() as client:
                 for d in SEEDED_DAYS:
                     result = run_day(
@@ -404,4 +393,4 @@ def test_seeded_days_in_tenants_pass_consistency_and_search_checks(
     finally:
         with weaviate_resource.client() as client:
             drop(client, names)
-        prefixed.admin().delete_topics([*topics, progress.name])
+        prefixed.admin().delete_topics([*topics, progress])
