@@ -11,6 +11,7 @@ from pydantic import Field
 
 from strangler.assets.monolith import OWNERS
 from strangler.assets.policies import freshness_policy
+from strangler.dagster_preview import partitioned_checks
 from strangler.migration.events import TOPICS
 from strangler.partitions import daily_partitions
 from strangler.resources.embeddings import EmbedderResource
@@ -248,4 +249,5 @@ def _semantic_check(aggregate_type: str) -> dg.AssetChecksDefinition:
 
 
 weaviate_assets = [weaviate_collections]
-weaviate_checks = [_semantic_check(t) for t in TYPES]
+with partitioned_checks():
+    weaviate_checks = [_semantic_check(t) for t in TYPES]

@@ -22,6 +22,7 @@ from strangler.checks import weaviate as wv_checks
 from strangler.checks.outcome import CheckOutcome
 from strangler.checks.report import store_report
 from strangler.checks.runner import SYSTEMS, CheckTargets, System, run_partition
+from strangler.dagster_preview import partitioned_checks
 from strangler.migration.events import TOPICS
 from strangler.partitions import daily_partitions
 from strangler.resources.clickhouse import ClickHouseResource
@@ -124,13 +125,14 @@ def to_evaluation(outcome: CheckOutcome, asset_key: dg.AssetKey) -> dg.AssetChec
 
 
 def _spec(name: str, asset: dg.AssetKey, description: str, blocking: bool) -> dg.AssetCheckSpec:
-    return dg.AssetCheckSpec(
-        name,
-        asset=asset,
-        description=description,
-        blocking=blocking,
-        partitions_def=daily_partitions,
-    )
+    with partitioned_checks():
+        return dg.AssetCheckSpec(
+            name,
+            asset=asset,
+            description=description,
+            blocking=blocking,
+            partitions_def=daily_partitions,
+        )
 
 
 def _selected(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from strangler.dagster_preview import partition_freshness_checks
 from strangler.migration.events import TOPICS
 from strangler.search.schema import TYPES
 from strangler.settings import get_settings
@@ -20,18 +21,18 @@ DAILY_ASSETS: list[dg.AssetKey] = [
     *(dg.AssetKey(["weaviate", t]) for t in TYPES),
 ]
 
-freshness_checks: list[dg.AssetChecksDefinition] = list(
-    dg.build_time_partition_freshness_checks(
-        assets=DAILY_ASSETS,
-        deadline_cron=get_settings().freshness_deadline_cron,
-        timezone="UTC",
-        severity=dg.AssetCheckSeverity.WARN,
+with partition_freshness_checks():
+    freshness_checks: list[dg.AssetChecksDefinition] = list(
+        dg.build_time_partition_freshness_checks(
+            assets=DAILY_ASSETS,
+            deadline_cron=get_settings().freshness_deadline_cron,
+            timezone="UTC",
+            severity=dg.AssetCheckSeverity.WARN,
+        )
     )
-)
-
-freshness_checks_sensor = dg.build_sensor_for_freshness_checks(
-    freshness_checks=freshness_checks,
-    name="partition_freshness_checks",
-    minimum_interval_seconds=300,
-    default_status=dg.DefaultSensorStatus.STOPPED,
-)
+    freshness_checks_sensor = dg.build_sensor_for_freshness_checks(
+        freshness_checks=freshness_checks,
+        name="partition_freshness_checks",
+        minimum_interval_seconds=300,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+    )

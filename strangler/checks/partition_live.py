@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from strangler.dagster_preview import partitioned_checks
 from strangler.partitions import daily_partitions
 from strangler.rollback.asset_keys import ALL_SERVICES, asset_keys_for
 from strangler.rollback.liveness import Liveness, RollbackMark, liveness
@@ -17,15 +18,16 @@ LIVE_CHECK = "live"
 ROLLED_BACK = "rolled_back"
 ROLLBACK_ID = "rollback_id"
 
-LIVE_SPECS = [
-    dg.AssetCheckSpec(
-        LIVE_CHECK,
-        asset=key,
-        description="The partition holds data: no rollback emptied it since it was materialized.",
-        partitions_def=daily_partitions,
-    )
-    for key in asset_keys_for(ALL_SERVICES)
-]
+with partitioned_checks():
+    LIVE_SPECS = [
+        dg.AssetCheckSpec(
+            LIVE_CHECK,
+            asset=key,
+            description="The partition holds data: no rollback emptied it since it was materialized.",
+            partitions_def=daily_partitions,
+        )
+        for key in asset_keys_for(ALL_SERVICES)
+    ]
 
 
 def latest_mark(
