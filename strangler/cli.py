@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from strangler import cli_errors
+from strangler.cli_errors import DEBUG_ENV
 from strangler.settings import Settings, get_settings
 from strangler.stack.manager import Stack
 from strangler.stack.process import StackError
@@ -18,10 +20,27 @@ from strangler.stack.process import StackError
 app = typer.Typer(
     help="Strangler: migrate a monolith's Postgres into an event-sourced estate.",
     no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold passwords
 )
 stack_app = typer.Typer(help="The local service stack (no Docker).", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 console = Console()
+
+
+@app.callback()
+def root(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar=DEBUG_ENV,
+            help="Show the traceback of an unexpected error instead of one line.",
+        ),
+    ] = False,
+) -> None:
+    """Exit codes: 0 done, 1 a run or check failed, 2 usage error, 3 a service is unreachable."""
+    cli_errors.state.debug = cli_errors.state.debug or debug
+
 
 ServicesOpt = Annotated[
     list[str] | None,
@@ -162,8 +181,8 @@ def demo(
     console.print("consistency of every sample day across the estate:")
     check(
         partition=None,
-        start=sample[0].isoformat(),
-        end=sample[-1].isoformat(),
+        start=sample[0],
+        end=sample[-1],
         fmt=FormatChoice.markdown,
     )
     console.print(
@@ -238,7 +257,8 @@ _mount_optional()
 
 
 def main() -> None:
-    app()
+    """`python -m strangler.cli`; the console script is `strangler.cli_errors:main`."""
+    cli_errors.main()
 
 
 if __name__ == "__main__":

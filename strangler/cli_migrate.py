@@ -1,18 +1,30 @@
-"""`strangler migrate events | kafka`: launch Dagster materializations of a day range, with progress."""
+"""`strangler migrate events | kafka | clickhouse | weaviate | all`: Dagster runs of a day range.
+
+Every stage goes through Dagster (one run per day, in the stack's instance, so the UI shows
+them) with a progress bar (rate, ETA). Before launching, the stores the stage needs are asked
+whether they answer, so a stopped service is one line, not a traceback minutes later.
+"""
 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Annotated, Any
 
 import dagster as dg
+import psycopg
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from strangler.launch import DayRun, day_range, materialize_days
+from strangler.cli_errors import RunFailed
+from strangler.cli_options import FromOpt, PartitionOpt, ToOpt, days
+from strangler.launch import DayRun, materialize_days
+from strangler.preflight import Service, require
 from strangler.settings import get_settings
 
 migrate_app = typer.Typer(
@@ -21,39 +33,84 @@ migrate_app = typer.Typer(
 )
 console = Console()
 
-PartitionOpt = Annotated[str | None, typer.Option("--partition", help="One day, YYYY-MM-DD.")]
-FromOpt = Annotated[str | None, typer.Option("--from", help="First day of a range.")]
-ToOpt = Annotated[str | None, typer.Option("--to", help="Last day of a range (inclusive).")]
 DryRunOpt = Annotated[
-    bool, typer.Option("--dry-run", envvar="DRY_RUN", help="Validate and count; write nothing.")
+    bool,
+    typer.Option(
+        "--dry-run",
+        envvar="DRY_RUN",
+        help="events/kafka: validate and count, write nothing; clickhouse/weaviate: show what "
+        "each day would load, launch nothing.",
+    ),
 ]
 BatchOpt = Annotated[
-    int | None, typer.Option("--batch-size", help="Rows per batch (default from settings).")
+    int | None, typer.Option("--batch-size", min=1, help="Rows per batch (default from settings).")
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--workers", min=1, help="Kafka topics published in parallel.")
 ]
 
 
-def _days(partition: str | None, start: str | None, end: str | None) -> list[date]:
-    if partition:
-        return [date.fromisoformat(partition)]
-    if start and end:
-        return day_range(date.fromisoformat(start), date.fromisoformat(end))
-    raise typer.BadParameter("give --partition D, or --from D1 --to D2")
+@dataclass(frozen=True)
+class Stage:
+    """One asset (or multi-asset) of the pipeline, as the CLI launches it."""
+
+    name: str
+    label: str
+    services: tuple[Service, ...]
+    progress_of: str | None
+    """`migration_runs.migration` pattern of its per-batch progress; None: progress per day."""
+    dry_run_in_config: bool
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def asset(self) -> dg.AssetsDefinition:
+        from strangler.assets.clickhouse_tables import clickhouse_analytics
+        from strangler.assets.event_store import event_store_events
+        from strangler.assets.kafka_topics import kafka_topics
+        from strangler.assets.weaviate_collections import weaviate_collections
+
+        return {
+            "events": event_store_events,
+            "kafka": kafka_topics,
+            "clickhouse": clickhouse_analytics,
+            "weaviate": weaviate_collections,
+        }[self.name]
+
+
+EVENTS = Stage("events", "event_store/events", ("dagster", "postgres"), "event_store", True)
+KAFKA = Stage("kafka", "kafka topics", ("dagster", "postgres", "kafka"), "kafka:%", True)
+CLICKHOUSE = Stage(
+    "clickhouse",
+    "clickhouse analytics",
+    ("dagster", "postgres", "kafka", "clickhouse"),
+    None,
+    False,
+)
+WEAVIATE = Stage(
+    "weaviate", "weaviate collections", ("dagster", "postgres", "kafka", "weaviate"), None, False
+)
+STAGES = (EVENTS, KAFKA, CLICKHOUSE, WEAVIATE)
 
 
 def launch(
     label: str,
     asset: dg.AssetsDefinition,
-    days: list[date],
+    day_list: Sequence[date],
     op_config: dict[str, Any],
     progress_of: str | None,
 ) -> list[DayRun]:
-    """Materialize `asset` for each day in the stack's instance, with a live progress bar."""
+    """Materialize `asset` for each day in the stack's instance, with a live progress bar.
+
+    With `progress_of` the bar counts rows (the migration's own `migration_runs` progress);
+    without, it counts days. Raises RunFailed (exit 1) when a day's run fails.
+    """
     settings = get_settings()
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     run_config = {
         "ops": {asset.op.name: {"config": op_config}},
         "loggers": {"console": {"config": {"log_level": "INFO"}}},
     }
+    unit = "rows" if progress_of else "days"
+    started = time.monotonic()
     with (
         dg.DagsterInstance.get() as instance,
         Progress(
@@ -65,25 +122,31 @@ def launch(
             console=console,
         ) as progress,
     ):
-        task = progress.add_task(label, total=None, rate="")
+        task = progress.add_task(
+            label, total=None if progress_of else len(day_list), rate=f"0 {unit}"
+        )
 
         def on_progress(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total or None)
             speed = progress.tasks[task].speed
-            progress.update(task, rate=f"{speed:,.0f}/s" if speed else "")
+            progress.update(task, rate=f"{speed:,.0f} rows/s" if speed else "")
 
         def on_day(run: DayRun) -> None:
             state = "ok" if run.success else "[red]FAILED[/red] (see the run in the UI)"
             progress.console.print(f"{run.partition_key}: run {run.run_id[:8]} {state}")
+            if not progress_of:
+                progress.advance(task)
+                per_day = (time.monotonic() - started) / max(progress.tasks[task].completed, 1)
+                progress.update(task, rate=f"{per_day:,.0f} s/day")
 
         runs = materialize_days(
             settings,
             [asset],
-            days,
+            day_list,
             instance,
             run_config=run_config,
             progress_of=progress_of,
-            on_progress=on_progress,
+            on_progress=on_progress if progress_of else None,
             on_day=on_day,
             tags={"strangler/launched_by": "cli"},
         )
@@ -99,10 +162,12 @@ SUMMARY_FIGURES = (
     "events_published",
     "events_per_s",
     "rows",
+    "objects",
 )
 
 
 def summarize(runs: list[DayRun]) -> None:
+    """The figures of each day's materializations; RunFailed when any run failed."""
     table = Table(title="materializations")
     for column in ("day", "run", "ok", "asset", "figures"):
         table.add_column(column)
@@ -113,8 +178,60 @@ def summarize(runs: list[DayRun]) -> None:
                 run.partition_key, run.run_id[:8], "yes" if run.success else "no", key, figures
             )
     console.print(table)
-    if not all(r.success for r in runs):
-        raise typer.Exit(1)
+    failed = [r for r in runs if not r.success]
+    if failed:
+        raise RunFailed(
+            f"the run of {failed[0].partition_key} failed (Dagster run {failed[0].run_id}); "
+            "its logs are in the UI (`strangler ui`)"
+        )
+
+
+def preview(stage: Stage, day_list: Sequence[date]) -> None:
+    """Dry run of a sink stage: what each day would load (event store and relayed offsets)."""
+    settings = get_settings()
+    password = settings.postgres_password.get_secret_value() if settings.postgres_password else None
+    table = Table(title=f"{stage.label}: dry run, nothing launched")
+    for column in ("day", "events in the event store", "relayed to Kafka (offsets)"):
+        table.add_column(column)
+    with psycopg.connect(settings.postgres_url, password=password) as conn:
+        for day in day_list:
+            events = conn.execute(
+                "SELECT count(*) FROM eventstore.outbox WHERE partition_day = %s", (day,)
+            ).fetchone()
+            relayed = conn.execute(
+                "SELECT coalesce(sum(end_offset - start_offset), 0)"
+                " FROM migration_state.kafka_offset_ranges WHERE partition_key = %s",
+                (day.isoformat(),),
+            ).fetchone()
+            table.add_row(
+                day.isoformat(),
+                str(events[0] if events else 0),
+                str(relayed[0] if relayed else 0),
+            )
+    console.print(table)
+
+
+def run_stage(stage: Stage, day_list: Sequence[date], dry_run: bool) -> None:
+    """Check the stage's services, then launch it (or, for a sink's dry run, preview it)."""
+    settings = get_settings()
+    require(settings, stage.services)
+    if dry_run and not stage.dry_run_in_config:
+        preview(stage, day_list)
+        return
+    config = {**stage.config, **({"dry_run": dry_run} if stage.dry_run_in_config else {})}
+    launch(stage.label, stage.asset(), day_list, config, stage.progress_of)
+
+
+def _tuned(stage: Stage, **knobs: int | None) -> Stage:
+    config = {k: v for k, v in knobs.items() if v}
+    return Stage(
+        stage.name,
+        stage.label,
+        stage.services,
+        stage.progress_of,
+        stage.dry_run_in_config,
+        config,
+    )
 
 
 @migrate_app.command("events")
@@ -126,18 +243,7 @@ def migrate_events(
     batch_size: BatchOpt = None,
 ) -> None:
     """Monolith rows -> event store (asset event_store/events)."""
-    from strangler.assets.event_store import event_store_events
-
-    config: dict[str, Any] = {"dry_run": dry_run}
-    if batch_size:
-        config["batch_size"] = batch_size
-    launch(
-        "event_store/events",
-        event_store_events,
-        _days(partition, start, end),
-        config,
-        "event_store",
-    )
+    run_stage(_tuned(EVENTS, batch_size=batch_size), days(partition, start, end), dry_run)
 
 
 @migrate_app.command("kafka")
@@ -146,15 +252,45 @@ def migrate_kafka(
     start: FromOpt = None,
     end: ToOpt = None,
     dry_run: DryRunOpt = False,
-    workers: Annotated[int | None, typer.Option("--workers", help="Topics in parallel.")] = None,
+    workers: WorkersOpt = None,
     batch_size: BatchOpt = None,
 ) -> None:
     """Outbox -> Kafka topics (assets kafka/*), exactly once."""
-    from strangler.assets.kafka_topics import kafka_topics
+    stage = _tuned(KAFKA, workers=workers, batch_size=batch_size)
+    run_stage(stage, days(partition, start, end), dry_run)
 
-    config: dict[str, Any] = {"dry_run": dry_run}
-    if workers:
-        config["workers"] = workers
-    if batch_size:
-        config["batch_size"] = batch_size
-    launch("kafka topics", kafka_topics, _days(partition, start, end), config, "kafka:%")
+
+@migrate_app.command("clickhouse")
+def migrate_clickhouse(
+    partition: PartitionOpt = None,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Kafka (by the day's offset ranges) -> ClickHouse analytics tables (assets clickhouse/*)."""
+    run_stage(CLICKHOUSE, days(partition, start, end), dry_run)
+
+
+@migrate_app.command("weaviate")
+def migrate_weaviate(
+    partition: PartitionOpt = None,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Kafka -> Weaviate collections with embeddings and references (assets weaviate/*)."""
+    run_stage(WEAVIATE, days(partition, start, end), dry_run)
+
+
+@migrate_app.command("all")
+def migrate_all(
+    partition: PartitionOpt = None,
+    start: FromOpt = None,
+    end: ToOpt = None,
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Every stage in order (events, kafka, clickhouse, weaviate); stops at the first failure."""
+    day_list = days(partition, start, end)
+    require(get_settings(), [s for stage in STAGES for s in stage.services])
+    for stage in STAGES:
+        run_stage(stage, day_list, dry_run)

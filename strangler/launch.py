@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import dagster as dg
@@ -27,12 +27,6 @@ class DayRun:
     success: bool
     metadata: dict[str, dict[str, Any]]
     """Per asset key (user string): its materialization metadata, as plain values."""
-
-
-def day_range(start: date, end: date) -> list[date]:
-    if end < start:
-        raise ValueError(f"--to {end} is before --from {start}")
-    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
 def _plain(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """`strangler check`: the consistency checks for a day or a range of days, from the shell.
 
-Exits 1 when any check does not pass (warnings included), 2 on bad arguments; every run is
-stored in `migration_state.consistency_reports` so trends can be read back.
+Exits 1 when any check does not pass (warnings included), 2 on bad arguments, 3 when a store
+it reads does not answer; every run is stored in `migration_state.consistency_reports` so
+trends can be read back.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from rich.console import Console
 from strangler.checks.consistency import reconcile_targets
 from strangler.checks.report import render, store_report
 from strangler.checks.runner import SYSTEMS, CheckTargets, System, run_range
+from strangler.cli_options import FromOpt, PartitionOpt, ToOpt, days
+from strangler.preflight import Service, require
 from strangler.resources.factory import build_resources
 from strangler.settings import get_settings
 
@@ -40,18 +43,16 @@ class FormatChoice(StrEnum):
 
 def partition_range(partition: date | None, start: date | None, end: date | None) -> list[str]:
     """The days asked for: one partition, an inclusive range, or yesterday (UTC) by default."""
-    if partition is not None and (start is not None or end is not None):
-        raise typer.BadParameter("use --partition or --from/--to, not both")
-    if partition is not None:
-        return [partition.isoformat()]
-    if start is None and end is None:
-        return [(date.today() - timedelta(days=1)).isoformat()]
-    first = start or end
-    last = end or start
-    assert first is not None and last is not None
-    if last < first:
-        raise typer.BadParameter(f"--to {last} is before --from {first}")
-    return [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    yesterday = date.today() - timedelta(days=1)
+    return [d.isoformat() for d in days(partition, start, end, default=yesterday)]
+
+
+SYSTEM_SERVICES: dict[System, tuple[Service, ...]] = {
+    "event-store": ("postgres",),
+    "kafka": ("postgres", "kafka"),
+    "clickhouse": ("postgres", "clickhouse"),
+    "weaviate": ("postgres", "weaviate"),
+}
 
 
 def default_targets() -> CheckTargets:
@@ -72,27 +73,20 @@ def check(
     system: Annotated[
         SystemChoice, typer.Option("--system", "-s", help="Which store's checks to run.")
     ] = SystemChoice.all,
-    partition: Annotated[
-        str | None, typer.Option("--partition", "-p", help="One day, YYYY-MM-DD.")
-    ] = None,
-    start: Annotated[str | None, typer.Option("--from", help="First day (inclusive).")] = None,
-    end: Annotated[str | None, typer.Option("--to", help="Last day (inclusive).")] = None,
+    partition: PartitionOpt = None,
+    start: FromOpt = None,
+    end: ToOpt = None,
     fmt: Annotated[FormatChoice, typer.Option("--format", "-f")] = FormatChoice.table,
     store: Annotated[
         bool, typer.Option("--store/--no-store", help="Keep the report in consistency_reports.")
     ] = True,
 ) -> None:
     """Run the checks; exit 1 when any does not pass."""
-    try:
-        days = partition_range(
-            _day(partition, "--partition"), _day(start, "--from"), _day(end, "--to")
-        )
-    except typer.BadParameter as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from exc
+    day_keys = partition_range(partition, start, end)
     systems: list[System] = [s for s in SYSTEMS if system.value in (s, "all")]
+    require(get_settings(), [service for s in systems for service in SYSTEM_SERVICES[s]])
     targets = default_targets()
-    outcomes = run_range(targets, days, systems)
+    outcomes = run_range(targets, day_keys, systems)
     if store:
         with psycopg.connect(targets.postgres_conninfo) as conn:
             report_id = store_report(conn, outcomes, source="cli")
@@ -103,16 +97,7 @@ def check(
     if fmt == FormatChoice.table:
         stored = f"; report {report_id}" if store else ""
         console.print(
-            f"{len(outcomes)} checks over {len(days)} day(s), {len(failed)} not passed{stored}"
+            f"{len(outcomes)} checks over {len(day_keys)} day(s), {len(failed)} not passed{stored}"
         )
     if failed:
         raise typer.Exit(1)
-
-
-def _day(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError as exc:
-        raise typer.BadParameter(f"{option} {value!r} is not a YYYY-MM-DD day") from exc

@@ -1,10 +1,13 @@
 """`strangler rollback`: the old rollback-microservices.sh, through Dagster (runs show in the UI).
 
 strangler rollback SERVICE [VERSION] [-t "2024-01-15 10:00:00"] [-d] [--from D --to D]
-strangler rollback undo REPORT_ID
+strangler rollback undo REQUEST_OR_REPORT_ID
 """
 
+from __future__ import annotations
+
 import os
+import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -14,9 +17,14 @@ import typer
 from rich.console import Console
 from rich.markdown import Markdown
 
+from strangler.cli_errors import RunFailed
+from strangler.cli_options import FromOpt, ToOpt
+from strangler.preflight import Service, require
 from strangler.rollback.job import JOB_NAME, UNDO_JOB_NAME
 from strangler.rollback.plan import scope_of
 from strangler.rollback.report import create_request
+from strangler.rollback.targets import ANALYTICS, EVENT_STORE, RELAY, SEARCH
+from strangler.rollback.undo import resolve_request
 from strangler.settings import get_settings
 
 rollback_app = typer.Typer(
@@ -26,6 +34,13 @@ rollback_app = typer.Typer(
     context_settings={"allow_interspersed_args": True},
 )
 console = Console()
+
+SERVICE_STORES: dict[str, Service] = {
+    EVENT_STORE: "postgres",
+    RELAY: "kafka",
+    ANALYTICS: "clickhouse",
+    SEARCH: "weaviate",
+}
 
 
 @rollback_app.callback()
@@ -45,8 +60,8 @@ def rollback(
         str | None, typer.Option("-t", "--timestamp", help="Everything migrated after this time.")
     ] = None,
     dry_run: Annotated[bool, typer.Option("-d", "--dry-run", help="Print the plan only.")] = False,
-    from_day: Annotated[str | None, typer.Option("--from", help="First day (YYYY-MM-DD).")] = None,
-    to_day: Annotated[str | None, typer.Option("--to", help="Last day, inclusive.")] = None,
+    from_day: FromOpt = None,
+    to_day: ToOpt = None,
     reason: Annotated[str, typer.Option("--reason", help="Why (kept with the request).")] = "cli",
 ) -> None:
     """Plan, snapshot, execute, validate and report a rollback as one Dagster run."""
@@ -55,10 +70,11 @@ def rollback(
     if service is None:
         console.print(ctx.get_help())
         raise typer.Exit(2)
+    settings = get_settings()
     if service == "undo":
         if not version:
-            raise typer.BadParameter("strangler rollback undo REPORT_ID")
-        _undo(version)
+            raise typer.BadParameter("give the id: strangler rollback undo REQUEST_OR_REPORT_ID")
+        _undo(_valid_ref(version))
         return
     try:
         after = datetime.fromisoformat(timestamp) if timestamp else None
@@ -66,15 +82,16 @@ def rollback(
             after = after.astimezone()
         scope = scope_of(
             [service],
-            from_day=from_day,
-            to_day=to_day,
+            from_day=from_day.isoformat() if from_day else None,
+            to_day=to_day.isoformat() if to_day else None,
             after=after,
             code_version=None if version in (None, "", "-") else version,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    settings = get_settings()
-    with psycopg.connect(settings.postgres_url) as conn:
+    require(settings, ["dagster", "postgres", *(SERVICE_STORES[s] for s in scope.services)])
+    password = settings.postgres_password.get_secret_value() if settings.postgres_password else None
+    with psycopg.connect(settings.postgres_url, password=password) as conn:
         request_id = create_request(
             conn,
             scope,
@@ -102,8 +119,28 @@ def rollback(
         console.print(Markdown(report.read_text(encoding="utf-8")))
     console.print(f"request {request_id}, Dagster run {result.run_id}", soft_wrap=True)
     if not result.success:
-        console.print("[red]rollback failed[/red] (see the run in the UI)")
-        raise typer.Exit(1)
+        raise RunFailed(f"rollback {request_id} failed (Dagster run {result.run_id}, see the UI)")
+
+
+def _valid_ref(ref: str) -> str:
+    """A request uuid or a report number that exists, else a usage error (nothing runs)."""
+    if not ref.isdigit():
+        try:
+            uuid.UUID(ref)
+        except ValueError as exc:
+            raise typer.BadParameter(
+                f"{ref!r} is neither a rollback request id (a uuid) nor a report number",
+                param_hint="REQUEST_OR_REPORT_ID",
+            ) from exc
+    settings = get_settings()
+    require(settings, ["dagster", "postgres"])
+    password = settings.postgres_password.get_secret_value() if settings.postgres_password else None
+    with psycopg.connect(settings.postgres_url, password=password) as conn:
+        try:
+            resolve_request(conn, ref)
+        except LookupError as exc:
+            raise typer.BadParameter(str(exc), param_hint="REQUEST_OR_REPORT_ID") from exc
+    return ref
 
 
 def _run(name: str, op: str, config: dict[str, Any]) -> dg.ExecuteInProcessResult:
@@ -126,9 +163,11 @@ def _run(name: str, op: str, config: dict[str, Any]) -> dg.ExecuteInProcessResul
 def _undo(ref: str) -> None:
     result = _run(UNDO_JOB_NAME, "rollback_undo_op", {"ref": ref})
     if not result.success:
-        console.print(f"[red]undo of {ref} failed[/red] (Dagster run {result.run_id})")
-        for event in result.all_events:
-            if event.is_step_failure and event.step_failure_data.error:
-                console.print(event.step_failure_data.error.message)
-        raise typer.Exit(1)
+        reasons = [
+            event.step_failure_data.error.message.strip().splitlines()[0]
+            for event in result.all_events
+            if event.is_step_failure and event.step_failure_data.error
+        ]
+        reason = f": {reasons[0]}" if reasons else ""
+        raise RunFailed(f"undo of {ref} failed (Dagster run {result.run_id}){reason}")
     console.print(result.output_for_node("rollback_undo_op"))
