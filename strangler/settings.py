@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+SAMPLE_SPEC = Path(__file__).parent / "sample" / "strangler.yaml"
+
 
 def _default_home() -> Path:
     return Path.home() / ".cache" / "strangler"
@@ -30,10 +32,22 @@ class Settings(BaseSettings):
         default_factory=_default_home, description="Cache of installs and stack data."
     )
 
-    # Postgres: the monolith, the event store and migration state live in one database.
+    # The estate spec: which monolith, and how it becomes events.
+    spec: Path = Field(
+        default=SAMPLE_SPEC, description="Estate spec file (strangler.yaml); default: the sample's."
+    )
+
+    # Postgres: the event store and migration state (the estate's own database).
     postgres_url: str = Field(
         default="postgresql://strangler@127.0.0.1:54329/strangler",
-        description="libpq URL of the monolith / event-store database.",
+        description="libpq URL of the estate database (event store, outbox, migration state).",
+    )
+    source_url: str | None = Field(
+        default=None,
+        description="libpq URL of the monolith (read only, e.g. a replica); default: postgres_url.",
+    )
+    source_password: SecretStr | None = Field(
+        default=None, description="Password of the monolith role, kept out of the URL."
     )
     postgres_password: SecretStr | None = Field(
         default=None, description="Password, kept out of the URL so it never reaches logs."
@@ -231,6 +245,14 @@ class Settings(BaseSettings):
         default="multiprocess", description="Dagster step executor."
     )
     max_concurrent_steps: int = Field(default=2, description="Multiprocess executor parallelism.")
+
+    def monolith_conninfo(self) -> str:
+        """libpq conninfo of the monolith (its own URL, else the estate's), password included."""
+        from psycopg.conninfo import make_conninfo
+
+        url = self.source_url or self.postgres_url
+        secret = self.source_password if self.source_url else self.postgres_password
+        return make_conninfo(url, password=secret.get_secret_value()) if secret else url
 
     @property
     def stack_dir(self) -> Path:

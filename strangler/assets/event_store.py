@@ -8,11 +8,11 @@ from pydantic import Field
 
 from strangler.assets.monolith import OWNERS, monolith_key
 from strangler.assets.policies import freshness_policy
-from strangler.migration import source
 from strangler.migration.partition_run import PartitionMigration, RunOptions
 from strangler.partitions import daily_partitions
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
+from strangler.spec import EstateSpec, current_spec
 
 CODE_VERSION = "1"
 
@@ -30,60 +30,72 @@ class EventStoreMigrationConfig(dg.Config):
     snapshot_every: int = Field(default=50, ge=1, description="Snapshot every N versions.")
 
 
-@dg.asset(
-    key=["event_store", "events"],
-    deps=[monolith_key(t) for t in source.TABLES],
-    partitions_def=daily_partitions,
-    group_name="event_store",
-    kinds={"postgres"},
-    owners=OWNERS,
-    code_version=CODE_VERSION,
-    freshness_policy=freshness_policy(),
-    description=(
-        "Domain events (with their outbox rows, in the same transaction) for the monolith rows "
-        "created on the partition's day. Deterministic event ids: re-running a day appends "
-        "nothing twice. Dirty rows go to migration_state.failed_entities with the rule broken."
-    ),
-)
-def event_store_events(
-    context: dg.AssetExecutionContext,
-    config: EventStoreMigrationConfig,
-    postgres: PostgresResource,
-    kafka: KafkaResource,
-) -> dg.MaterializeResult:
-    day = date.fromisoformat(context.partition_key)
-    result = PartitionMigration(
-        postgres.conninfo(),
-        day,
-        run_id=context.run.run_id,
-        options=RunOptions(
-            batch_size=config.batch_size,
-            dry_run=config.dry_run,
-            code_version=CODE_VERSION,
-            topic_prefix=kafka.topic_prefix,
-            snapshot_every=config.snapshot_every,
+def build_event_store_asset(spec: EstateSpec) -> dg.AssetsDefinition:
+    """`event_store/events` for the spec's daily aggregates."""
+
+    @dg.asset(
+        key=["event_store", "events"],
+        deps=[monolith_key(a.source.table) for a in spec.daily],
+        partitions_def=daily_partitions,
+        group_name="event_store",
+        kinds={"postgres"},
+        owners=OWNERS,
+        code_version=CODE_VERSION,
+        freshness_policy=freshness_policy(),
+        description=(
+            "Domain events (with their outbox rows, in the same transaction) for the monolith rows "
+            "created on the partition's day. Deterministic event ids: re-running a day appends "
+            "nothing twice. Dirty rows go to migration_state.failed_entities with the rule broken."
         ),
-        report=context.log.info,
-    ).run()
-    if result.failed:
-        context.log.warning(
-            f"{result.failed} of {result.source_rows} rows of {day} failed validation: "
-            + ", ".join(f"{rule}={n}" for rule, n in sorted(result.failures_by_rule.items()))
-            + " (see migration_state.failed_entities)"
-        )
-    return dg.MaterializeResult(
-        metadata={
-            "dry_run": result.dry_run,
-            "source_rows": result.source_rows,
-            "migrated": result.migrated,
-            "failed": result.failed,
-            "skipped": result.skipped,
-            "events_written": result.events_written,
-            "events_already_stored": result.events_existing,
-            "rows_per_s": dg.FloatMetadataValue(round(result.rate, 1)),
-            "duration_s": dg.FloatMetadataValue(round(result.duration_s, 3)),
-            "failures_by_rule": dg.JsonMetadataValue(result.failures_by_rule),
-            "per_table": dg.JsonMetadataValue(result.per_table),
-            "resumed_from": dg.JsonMetadataValue(result.resumed_from),
-        }
     )
+    def event_store_events(
+        context: dg.AssetExecutionContext,
+        config: EventStoreMigrationConfig,
+        postgres: PostgresResource,
+        monolith: PostgresResource,
+        kafka: KafkaResource,
+    ) -> dg.MaterializeResult:
+        day = date.fromisoformat(context.partition_key)
+        result = PartitionMigration(
+            postgres.conninfo(),
+            day,
+            spec=spec,
+            source_conninfo=monolith.conninfo(),
+            run_id=context.run.run_id,
+            options=RunOptions(
+                batch_size=config.batch_size,
+                dry_run=config.dry_run,
+                code_version=CODE_VERSION,
+                topic_prefix=kafka.topic_prefix,
+                snapshot_every=config.snapshot_every,
+            ),
+            report=context.log.info,
+        ).run()
+        if result.failed:
+            context.log.warning(
+                f"{result.failed} of {result.source_rows} rows of {day} failed validation: "
+                + ", ".join(f"{rule}={n}" for rule, n in sorted(result.failures_by_rule.items()))
+                + " (see migration_state.failed_entities)"
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "dry_run": result.dry_run,
+                "source_rows": result.source_rows,
+                "migrated": result.migrated,
+                "failed": result.failed,
+                "skipped": result.skipped,
+                "events_written": result.events_written,
+                "events_already_stored": result.events_existing,
+                "rows_per_s": dg.FloatMetadataValue(round(result.rate, 1)),
+                "duration_s": dg.FloatMetadataValue(round(result.duration_s, 3)),
+                "failures_by_rule": dg.JsonMetadataValue(result.failures_by_rule),
+                "per_table": dg.JsonMetadataValue(result.per_table),
+                "resumed_from": dg.JsonMetadataValue(result.resumed_from),
+                "deleted": result.deleted,
+            }
+        )
+
+    return event_store_events
+
+
+event_store_events = build_event_store_asset(current_spec())

@@ -1,4 +1,8 @@
-"""The monolith's tables: observable sources reporting, per day, row count and watermark."""
+"""The monolith's tables: observable sources reporting each partition's current version.
+
+A partition's data version is its row count, max(updated_at) and a row checksum, so a late
+edit, a hard delete or an edit of a table without `updated_at` changes it.
+"""
 
 import warnings
 
@@ -7,6 +11,8 @@ import dagster as dg
 from strangler.migration import source
 from strangler.partitions import daily_partitions
 from strangler.resources.postgres import PostgresResource
+from strangler.spec import EstateSpec, current_spec
+from strangler.spec.models import Aggregate
 
 OWNERS = ["team:data-platform"]
 
@@ -15,32 +21,39 @@ def monolith_key(table: str) -> dg.AssetKey:
     return dg.AssetKey(["monolith", table])
 
 
-def _observable(table: str) -> dg.SourceAsset:
+def _observable(spec: EstateSpec, aggregate: Aggregate) -> dg.SourceAsset:
+    qualified = aggregate.source.qualified
+
     @dg.observable_source_asset(
-        key=monolith_key(table),
-        partitions_def=daily_partitions,
+        key=monolith_key(aggregate.source.table),
+        partitions_def=None if aggregate.is_reference else daily_partitions,
         group_name="monolith",
         description=(
-            f"`monolith.{table}` in the legacy database. Each day's data version is its row count "
-            "and max(updated_at), so a late edit to an old day changes that day's version."
+            f"`{qualified}` in the monolith (read only), the source of `{aggregate.name}`."
+            " Each partition's data version is its row count, max(updated_at) and a row"
+            " checksum, so late edits and deletes change it."
         ),
         tags={"dagster/kind/postgres": ""},
     )
-    def observe(postgres: PostgresResource) -> dg.DataVersionsByPartition:
+    def observe(monolith: PostgresResource) -> dg.DataVersionsByPartition | dg.DataVersion:
+        with monolith.connection() as conn:
+            marks = source.day_marks(conn, spec, aggregate)
+            conn.rollback()
+        if aggregate.is_reference:
+            mark = marks.get(source.REFERENCE, source.DayMark(0, None, 0))
+            return dg.DataVersion(mark.version())
         valid = set(daily_partitions.get_partition_keys())
-        with postgres.connection() as conn:
-            marks = source.day_watermarks(conn, table)
         return dg.DataVersionsByPartition(
-            {
-                day: dg.DataVersion(f"rows={count};max_updated_at={watermark.isoformat()}")
-                for day, (count, watermark) in marks.items()
-                if day in valid
-            }
+            {day: dg.DataVersion(mark.version()) for day, mark in marks.items() if day in valid}
         )
 
     return observe
 
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", dg.BetaWarning)
-    monolith_sources = [_observable(table) for table in source.TABLES]
+def build_monolith_sources(spec: EstateSpec) -> list[dg.SourceAsset]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return [_observable(spec, aggregate) for aggregate in spec.aggregates]
+
+
+monolith_sources = build_monolith_sources(current_spec())

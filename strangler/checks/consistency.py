@@ -170,13 +170,17 @@ EVENT_STORE_SPECS = [
 
 @dg.multi_asset_check(specs=EVENT_STORE_SPECS, can_subset=True, name="event_store_consistency")
 def event_store_consistency(
-    context: dg.AssetCheckExecutionContext, postgres: PostgresResource
+    context: dg.AssetCheckExecutionContext,
+    postgres: PostgresResource,
+    monolith: PostgresResource,
 ) -> Iterator[dg.AssetCheckResult]:
     t = get_settings()
     pk = context.partition_key
-    with postgres.connection() as conn:
+    with postgres.connection() as conn, monolith.connection() as source_conn:
         outcomes = [
-            es_checks.check_monolith_accounted(conn, pk, sample=t.check_sample_keys),
+            es_checks.check_monolith_accounted(
+                conn, pk, sample=t.check_sample_keys, monolith=source_conn
+            ),
             es_checks.check_store_versions(conn, pk, sample=t.check_sample_keys),
             es_checks.check_failed_entities(
                 conn, pk, max_unresolved=t.check_max_unresolved_failed, sample=t.check_sample_keys
@@ -353,6 +357,7 @@ def reconcile_targets(
     settings = get_settings()
     return CheckTargets(
         postgres_conninfo=postgres.conninfo(),
+        monolith_conninfo=settings.monolith_conninfo(),
         consumer_factory=kafka.consumer,
         topic_prefix=kafka.topic_prefix,
         clickhouse=clickhouse.client,

@@ -18,9 +18,9 @@ from psycopg import sql
 from strangler.checks.diff import HASH_HEX, BucketSum
 from strangler.checks.outcome import CheckOutcome
 from strangler.migration import source
-from strangler.migration.events import AGGREGATE_TYPES
 from strangler.migration.partition_run import MIGRATION as STORE_MIGRATION
-from strangler.migration.source import day_bounds
+from strangler.spec import EstateSpec, current_spec
+from strangler.spec.models import Aggregate
 
 SYSTEM = "event-store"
 KAFKA_MIGRATION = "kafka"
@@ -52,7 +52,7 @@ class EventStoreSide:
         self.label = label
 
     def _where(self, prefixes: Sequence[str] | None) -> tuple[str, dict[str, Any]]:
-        clauses = ["e.partition_day = %(day)s"]
+        clauses = ["e.partition_key = %(day)s"]
         params: dict[str, Any] = {"day": self.key}
         if self.types:
             clauses.append("e.aggregate_type = ANY(%(types)s)")
@@ -105,46 +105,80 @@ class EventStoreSide:
         return row[0] if row else None
 
 
+def _accounted_ids(
+    conn: psycopg.Connection[Any], aggregate: Aggregate, ids: list[str]
+) -> tuple[set[str], set[str]]:
+    """Of these row ids: which have events, which have an unresolved failure."""
+    with_events = {
+        str(r[0])
+        for r in conn.execute(
+            "SELECT DISTINCT metadata ->> 'source_id' FROM eventstore.events"
+            " WHERE aggregate_type = %s AND metadata ->> 'source_table' = %s"
+            " AND metadata ->> 'source_id' = ANY(%s)"
+            + ("" if aggregate.fold_into else " AND aggregate_id = ANY(%s)"),
+            (
+                aggregate.fold_into or aggregate.name,
+                aggregate.source.table,
+                ids,
+                *(() if aggregate.fold_into else (ids,)),
+            ),
+        )
+    }
+    failed = {
+        str(r[0])
+        for r in conn.execute(
+            "SELECT DISTINCT source_key FROM migration_state.failed_entities WHERE migration = %s"
+            " AND source_table = %s AND source_key = ANY(%s) AND resolved_at IS NULL",
+            (STORE_MIGRATION, aggregate.source.table, ids),
+        )
+    }
+    return with_events, failed
+
+
 def check_monolith_accounted(
-    conn: psycopg.Connection[Any], partition_key: str, *, sample: int = 10
+    conn: psycopg.Connection[Any],
+    partition_key: str,
+    *,
+    sample: int = 10,
+    spec: EstateSpec | None = None,
+    monolith: psycopg.Connection[Any] | None = None,
+    batch_size: int = 5_000,
 ) -> CheckOutcome:
-    """Check 1: every source row of D has events or an unresolved failed_entities row."""
+    """Check 1: every source row of D has events or an unresolved failed_entities row.
+
+    The monolith may be another database: its keys are read there (read-only) in batches
+    and looked up in the estate, so memory stays flat and no cross-database join is needed.
+    """
     started = time.monotonic()
-    day = _date(partition_key)
-    start, end = day_bounds(day)
+    spec = spec or current_spec()
+    window = source.Window.for_key(partition_key)
+    aggregates = spec.reference if window.is_reference else spec.daily
+    reader = monolith or conn
     per_table: dict[str, dict[str, int]] = {}
     offending: list[str] = []
     total = accounted = 0
-    for table in source.TABLES:
-        query = sql.SQL(
-            "SELECT count(*),"
-            " count(*) FILTER (WHERE has_events), count(*) FILTER (WHERE has_failure),"
-            " (array_agg(id ORDER BY id) FILTER (WHERE NOT has_events AND NOT has_failure))[1:%s],"
-            " count(*) FILTER (WHERE NOT has_events AND NOT has_failure)"
-            " FROM (SELECT t.id,"
-            "  EXISTS (SELECT 1 FROM eventstore.events e WHERE e.aggregate_type = %s"
-            "          AND e.aggregate_id = t.id::text) AS has_events,"
-            "  EXISTS (SELECT 1 FROM migration_state.failed_entities f WHERE f.migration = %s"
-            "          AND f.source_table = %s AND f.source_key = t.id::text"
-            "          AND f.resolved_at IS NULL) AS has_failure"
-            " FROM {}.{} t WHERE t.created_at >= %s AND t.created_at < %s) s"
-        ).format(sql.Identifier(source.SCHEMA), sql.Identifier(table))
-        row = conn.execute(
-            query, (sample, AGGREGATE_TYPES[table], STORE_MIGRATION, table, start, end)
-        ).fetchone()
-        assert row is not None
-        rows, with_events, failed = int(row[0]), int(row[1]), int(row[2])
-        lost = list(row[3] or [])
-        n_lost = int(row[4])
-        per_table[table] = {
-            "rows": rows,
-            "with_events": with_events,
-            "failed": failed,
-            "unaccounted": n_lost,
-        }
-        total += rows
-        accounted += rows - n_lost
-        offending += [f"{table}:{i}" for i in lost]
+    for aggregate in aggregates:
+        stats = {"rows": 0, "with_events": 0, "failed": 0, "unaccounted": 0}
+        where, params = source.window_where(spec, aggregate, window)
+        query = sql.SQL("SELECT {k} FROM {t} t WHERE {w} ORDER BY 1").format(
+            k=source.key_text("t", aggregate.source.primary_key),
+            t=source.table_ref(aggregate),
+            w=where,
+        )
+        with reader.cursor(name=f"accounted_{aggregate.source.table}") as cur:
+            cur.execute(query, params)
+            while batch := [str(r[0]) for r in cur.fetchmany(batch_size)]:
+                with_events, failed = _accounted_ids(conn, aggregate, batch)
+                lost = [i for i in batch if i not in with_events and i not in failed]
+                stats["rows"] += len(batch)
+                stats["with_events"] += len(with_events)
+                stats["failed"] += len(failed)
+                stats["unaccounted"] += len(lost)
+                offending += [f"{aggregate.source.table}:{i}" for i in lost[:sample]]
+        reader.commit()
+        per_table[aggregate.source.table] = stats
+        total += stats["rows"]
+        accounted += stats["rows"] - stats["unaccounted"]
     passed = total == accounted
     return CheckOutcome(
         name="event_store.monolith_accounted",
@@ -152,7 +186,7 @@ def check_monolith_accounted(
         partition_key=partition_key,
         passed=passed,
         description=(
-            "Every monolith row created on the day has events in the event store or an "
+            "Every monolith row of the partition has events in the event store or an "
             "unresolved failed_entities row."
         ),
         left_label="source_rows",
@@ -161,12 +195,9 @@ def check_monolith_accounted(
         right_count=accounted,
         offending=offending[:sample],
         reproduce=(
-            f"SELECT t.id FROM monolith.<table> t WHERE t.created_at >= '{start.isoformat()}'"
-            f" AND t.created_at < '{end.isoformat()}' AND NOT EXISTS (SELECT 1 FROM"
-            " eventstore.events e WHERE e.aggregate_type = '<Type>' AND e.aggregate_id = t.id::text)"
-            " AND NOT EXISTS (SELECT 1 FROM migration_state.failed_entities f WHERE"
-            " f.migration = 'event_store' AND f.source_table = '<table>' AND"
-            " f.source_key = t.id::text AND f.resolved_at IS NULL)"
+            "per table of the spec: the partition's primary keys in the monolith, minus"
+            " eventstore.events.metadata->>'source_id' (same source_table), minus"
+            " migration_state.failed_entities.source_key (migration 'event_store', unresolved)"
         ),
         details={"per_table": per_table},
         duration_s=time.monotonic() - started,
@@ -177,7 +208,7 @@ _VERSIONS = """
 SELECT aggregate_type, aggregate_id, array_agg(aggregate_version ORDER BY position)
 FROM (SELECT aggregate_type, aggregate_id, aggregate_version, position,
              row_number() OVER (PARTITION BY aggregate_type, aggregate_id ORDER BY position) AS rn
-      FROM eventstore.events WHERE partition_day = %s) s
+      FROM eventstore.events WHERE partition_key = %s) s
 GROUP BY 1, 2
 HAVING bool_or(aggregate_version <> rn)
 ORDER BY 1, 2
@@ -196,7 +227,7 @@ def check_store_versions(
     rows = conn.execute(_VERSIONS, (partition_key,)).fetchall()
     aggregates = conn.execute(
         "SELECT count(DISTINCT (aggregate_type, aggregate_id)), count(*) FROM eventstore.events"
-        " WHERE partition_day = %s",
+        " WHERE partition_key = %s",
         (partition_key,),
     ).fetchone()
     n_aggregates = int(aggregates[0]) if aggregates else 0

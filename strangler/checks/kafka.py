@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -163,9 +163,15 @@ class KafkaOutcomes:
     fresh: CheckOutcome
 
 
-def topics_for(prefix: str, aggregate_types: Sequence[str] | None = None) -> list[str]:
-    types = aggregate_types or list(TOPICS)
-    return [f"{prefix}{TOPICS[t]}" for t in types]
+def topics_for(
+    prefix: str,
+    aggregate_types: Sequence[str] | None = None,
+    topics: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Prefixed topics of these stream types (`topics`: the spec's, default the settings')."""
+    by_type = topics if topics is not None else TOPICS
+    types = aggregate_types or list(by_type)
+    return [f"{prefix}{by_type[t]}" for t in types]
 
 
 def check_kafka_day(
@@ -180,12 +186,17 @@ def check_kafka_day(
     leaf_rows: int = 5_000,
     sample: int = 10,
     idle_timeout_s: float = 30.0,
+    spec_topics: Mapping[str, str] | None = None,
 ) -> KafkaOutcomes:
-    """Checks 2, 5 (Kafka) and 9 (Kafka) for D, from one pass over the recorded ranges."""
+    """Checks 2, 5 (Kafka) and 9 (Kafka) for D, from one pass over the recorded ranges.
+
+    `spec_topics` (stream type -> topic) defaults to the settings' spec.
+    """
     started = time.monotonic()
-    types = list(aggregate_types) if aggregate_types else list(TOPICS)
-    topics = topics_for(topic_prefix, types)
-    target = ",".join(topics) if len(topics) < len(TOPICS) else f"{topic_prefix}*"
+    by_type = spec_topics if spec_topics is not None else TOPICS
+    types = list(aggregate_types) if aggregate_types else list(by_type)
+    topics = topics_for(topic_prefix, types, by_type)
+    target = ",".join(topics) if len(topics) < len(by_type) else f"{topic_prefix}*"
     ranges = load_offset_ranges(conn, partition_key, topics)
     store = EventStoreSide(conn, partition_key, types, published_only=True)
     kafka = KafkaDaySide(

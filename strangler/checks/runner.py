@@ -18,6 +18,7 @@ from strangler.checks import kafka as kafka_checks
 from strangler.checks import weaviate as wv_checks
 from strangler.checks.outcome import CheckOutcome
 from strangler.migration.events import TOPICS
+from strangler.migration.partition_run import source_session
 from strangler.search.schema import CollectionNames
 from strangler.settings import Settings
 
@@ -31,6 +32,8 @@ class CheckTargets:
     """Where each store lives; prefixes and database names keep tests and deployments apart."""
 
     postgres_conninfo: str
+    monolith_conninfo: str | None = None
+    """The monolith, when it is not the estate's database (read only)."""
     consumer_factory: kafka_checks.ConsumerFactory | None = None
     topic_prefix: str = ""
     clickhouse: Callable[[], AbstractContextManager[Any]] | None = None
@@ -80,8 +83,12 @@ def _run_system(
     t = targets.thresholds
     sample = t.check_sample_keys
     if system == "event-store":
+        with source_session(targets.monolith_conninfo or targets.postgres_conninfo) as monolith:
+            accounted = es_checks.check_monolith_accounted(
+                conn, pk, sample=sample, monolith=monolith
+            )
         outcomes = [
-            es_checks.check_monolith_accounted(conn, pk, sample=sample),
+            accounted,
             es_checks.check_store_versions(conn, pk, sample=sample),
             es_checks.check_failed_entities(
                 conn, pk, max_unresolved=t.check_max_unresolved_failed, sample=sample

@@ -1,174 +1,242 @@
-"""Monolith rows -> domain events with deterministic ids.
+"""Monolith rows -> domain events, as the spec declares them, with deterministic ids.
 
-Each source row is one aggregate stream. The events a row yields depend only on its current
-state, and each event id is uuid5(table, primary key, change), so re-running a day appends
-nothing twice while a late edit (a new status, a newer `updated_at`) appends exactly the new
-change.
+Each row is one aggregate stream (or, with `fold_into`, part of its parent's). A row yields:
+the import event (the row's state, at its time: honest, no invented history); each named
+event whose `when` holds, once per distinct value of its `identity` columns; a change event
+with the changed fields when a migrated row's state moved; and a delete event when the row
+is soft-deleted or gone. Each id is uuid5(table, key, change), so re-running a window
+appends nothing twice while a late edit appends exactly the new change.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Mapping
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
 from strangler.event_store.model import NewEvent, event_id_for
+from strangler.migration.source import KEY_SEPARATOR, aggregate_id
+from strangler.spec import current_spec
+from strangler.spec.models import Aggregate, EstateSpec, FieldSource, SqlField
+from strangler.spec.types import to_json
 
-AGGREGATE_TYPES: dict[str, str] = {
-    "customers": "Customer",
-    "documents": "Document",
-    "ocr_pages": "OcrPage",
-    "processing_jobs": "ProcessingJob",
-}
-TOPICS: dict[str, str] = {
-    "Customer": "customers.events",
-    "Document": "documents.events",
-    "OcrPage": "ocr.events",
-    "ProcessingJob": "processing.events",
-}
-FINISHED_JOB_EVENTS = {"completed": "ProcessingJobCompleted", "failed": "ProcessingJobFailed"}
+TOPICS: dict[str, str] = current_spec().topics
+"""Aggregate -> topic of the spec named by the settings, for the stages that do not take a
+spec yet (ClickHouse, Weaviate, their checks and the rollback); new code takes the spec."""
 
 
-def topic_for(event: NewEvent, prefix: str = "") -> str:
-    return f"{prefix}{TOPICS[event.aggregate_type]}"
+class UnmappableValue(ValueError):
+    def __init__(self, column: str, exc: Exception) -> None:
+        self.column = column
+        super().__init__(f"{column}: {exc}")
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+def snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def _number(value: Decimal | float | int | None) -> float | int | None:
-    if isinstance(value, Decimal):
-        return float(value)
-    return value
+def topic_for(spec: EstateSpec, prefix: str = "") -> Any:
+    """The outbox topic of an event: its aggregate's topic, behind the settings' prefix."""
+    topics = spec.topics
+
+    def topic(event: NewEvent) -> str:
+        return f"{prefix}{topics[event.aggregate_type]}"
+
+    return topic
 
 
-def row_events(table: str, row: Mapping[str, Any], partition_day: date) -> list[NewEvent]:
-    """The events a clean row stands for, versions numbered from 1 in stream order."""
-    pk = str(row["id"])
-    aggregate_type = AGGREGATE_TYPES[table]
-    metadata = {"source_table": table, "source_id": pk, "partition_day": partition_day.isoformat()}
-    changes = _changes(table, row)
-    return [
-        NewEvent(
-            event_id=event_id_for(table, pk, change),
-            aggregate_type=aggregate_type,
-            aggregate_id=pk,
-            aggregate_version=version,
+def _value(aggregate: Aggregate, row: Mapping[str, Any], column: str) -> Any:
+    rules = aggregate.columns.get(column)
+    try:
+        return to_json(row[column], rules.as_ if rules else None)
+    except (TypeError, ValueError) as exc:
+        raise UnmappableValue(column, exc) from exc
+
+
+def row_state(aggregate: Aggregate, row: Mapping[str, Any]) -> dict[str, Any]:
+    """Every carried column of the row as event JSON (the generic payload)."""
+    excluded = set(aggregate.source.exclude)
+    return {
+        c: _value(aggregate, row, c) for c in row if not c.startswith("__") and c not in excluded
+    }
+
+
+def _payload(
+    aggregate: Aggregate,
+    row: Mapping[str, Any],
+    fields: dict[str, FieldSource] | None,
+    prefix: str,
+    state: dict[str, Any],
+) -> dict[str, Any]:
+    if fields is None:
+        return dict(state)
+    out = {}
+    for name, source in fields.items():
+        if isinstance(source, SqlField):
+            out[name] = to_json(row[f"__f_{prefix}_{name}"])
+        else:
+            out[name] = _value(aggregate, row, source)
+    return out
+
+
+def _identity(row: Mapping[str, Any], columns: list[str]) -> str:
+    return "".join(f":{to_json(row[c])}" for c in columns)
+
+
+def is_soft_deleted(aggregate: Aggregate, row: Mapping[str, Any]) -> bool:
+    column = aggregate.source.soft_delete
+    return column is not None and row.get(column) not in (None, False)
+
+
+class EventBuilder:
+    """Builds the events of one aggregate's rows for one partition."""
+
+    def __init__(self, aggregate: Aggregate, partition_key: str, now: datetime) -> None:
+        self.aggregate = aggregate
+        self.partition_key = partition_key
+        self.now = now
+        stream = aggregate.fold_into
+        self.stream_type = stream or aggregate.name
+        self._stream_link = aggregate.parent(stream).columns if stream else None
+
+    def metadata(self, row_id: str) -> dict[str, Any]:
+        meta = {"source_table": self.aggregate.source.table, "source_id": row_id}
+        if self.partition_key[:1].isdigit():
+            meta["partition_day"] = self.partition_key
+        else:
+            meta["partition_key"] = self.partition_key
+        return meta
+
+    def _event(
+        self,
+        row_id: str,
+        row: Mapping[str, Any],
+        change: str,
+        event_type: str,
+        occurred_at: datetime | None,
+        payload: dict[str, Any],
+        stream_id: str | None = None,
+    ) -> NewEvent:
+        if stream_id is None:
+            stream_id = (
+                KEY_SEPARATOR.join(str(to_json(row[c])) for c in self._stream_link)
+                if self._stream_link
+                else row_id
+            )
+        return NewEvent(
+            event_id=event_id_for(self.aggregate.source.table, row_id, change),
+            aggregate_type=self.stream_type,
+            aggregate_id=stream_id,
+            aggregate_version=0,
             event_type=event_type,
             payload=payload,
-            occurred_at=occurred_at,
-            metadata=metadata,
+            occurred_at=occurred_at or self.now,
+            metadata=self.metadata(row_id),
         )
-        for version, (change, event_type, occurred_at, payload) in enumerate(changes, start=1)
-    ]
 
+    def _default_at(self, row: Mapping[str, Any]) -> datetime | None:
+        part = self.aggregate.partitioning
+        column = getattr(part, "time_column", None) or self.aggregate.source.updated_at
+        return row.get(column) if column else None
 
-Change = tuple[str, str, datetime, dict[str, Any]]
+    def row_events(self, row: Mapping[str, Any]) -> list[NewEvent]:
+        """Import, named and soft-delete events of a clean row (versions assigned on append)."""
+        aggregate, events = self.aggregate, self.aggregate.events
+        row_id = aggregate_id(aggregate, dict(row))
+        state = row_state(aggregate, row)
+        out: list[NewEvent] = []
+        if events.import_.enabled:
+            at = row.get("__at_import") if events.import_.at else self._default_at(row)
+            out.append(
+                self._event(
+                    row_id,
+                    row,
+                    events.import_.change or "imported",
+                    aggregate.event_type("import"),
+                    at,
+                    _payload(aggregate, row, events.import_.fields, "import", state),
+                )
+            )
+        for index, named in enumerate(events.named):
+            if not row.get(f"__when_{index}"):
+                continue
+            change = (named.change or snake(named.type)) + _identity(row, named.identity)
+            out.append(
+                self._event(
+                    row_id,
+                    row,
+                    change,
+                    named.type,
+                    row.get(f"__at_{index}"),
+                    _payload(aggregate, row, named.fields, str(index), state),
+                )
+            )
+        if is_soft_deleted(aggregate, row) and events.delete.enabled:
+            out.append(self.delete_event(row_id, row, state))
+        return out
 
-
-def _changes(table: str, row: Mapping[str, Any]) -> list[Change]:
-    if table == "customers":
-        return _customer(row)
-    if table == "documents":
-        return _document(row)
-    if table == "ocr_pages":
-        return _page(row)
-    if table == "processing_jobs":
-        return _job(row)
-    raise ValueError(f"no event mapping for table {table!r}")
-
-
-def _customer(row: Mapping[str, Any]) -> list[Change]:
-    state = {
-        "customer_id": row["id"],
-        "email": row["email"],
-        "name": row["name"],
-        "plan": row["plan"],
-        "country": row["country"],
-        "metadata": row["metadata"] if row["metadata"] is not None else {},
-    }
-    changes: list[Change] = [("registered", "CustomerRegistered", row["created_at"], state)]
-    if row["updated_at"] > row["created_at"]:
-        changes.append(
-            (f"updated:{_iso(row['updated_at'])}", "CustomerUpdated", row["updated_at"], state)
-        )
-    return changes
-
-
-def _document(row: Mapping[str, Any]) -> list[Change]:
-    uploaded = {
-        "document_id": row["id"],
-        "customer_id": row["customer_id"],
-        "title": row["title"],
-        "category": row["category"],
-        "mime_type": row["mime_type"],
-        "size_bytes": row["size_bytes"],
-        "page_count": row["page_count"],
-        "attributes": json.loads(row["attributes"]) if row["attributes"] is not None else {},
-    }
-    changes: list[Change] = [("uploaded", "DocumentUploaded", row["created_at"], uploaded)]
-    if row["status"] is not None and row["status"] != "uploaded":
-        changes.append(
-            (
-                f"status:{row['status']}:{_iso(row['updated_at'])}",
-                "DocumentStatusChanged",
-                row["updated_at"],
-                {"document_id": row["id"], "status": row["status"]},
+    def change_event(self, row: Mapping[str, Any], stored: dict[str, Any]) -> NewEvent | None:
+        """The changed fields of a migrated row, or None when its stored state is current."""
+        if not self.aggregate.events.change.enabled:
+            return None
+        state = row_state(self.aggregate, row)
+        changed = {k: v for k, v in state.items() if stored.get(k) != v}
+        if not changed:
+            return None
+        row_id = aggregate_id(self.aggregate, dict(row))
+        digest = hashlib.sha1(
+            json.dumps([stored, state], sort_keys=True, default=str).encode()
+        ).hexdigest()[:20]
+        events = self.aggregate.events
+        at = (
+            row.get("__at_change")
+            if events.change.at
+            else (
+                row.get(self.aggregate.source.updated_at)
+                if self.aggregate.source.updated_at
+                else None
             )
         )
-    return changes
-
-
-def _page(row: Mapping[str, Any]) -> list[Change]:
-    payload = {
-        "page_id": row["id"],
-        "document_id": row["document_id"],
-        "page_number": row["page_number"],
-        "text": row["text"],
-        "confidence": _number(row["confidence"]),
-    }
-    changes: list[Change] = [("extracted", "OcrPageExtracted", row["created_at"], payload)]
-    if row["updated_at"] > row["created_at"]:
-        changes.append(
-            (f"corrected:{_iso(row['updated_at'])}", "OcrPageCorrected", row["updated_at"], payload)
+        payload = (
+            _payload(self.aggregate, row, events.change.fields, "change", changed)
+            if events.change.fields
+            else changed
         )
-    return changes
-
-
-def _job(row: Mapping[str, Any]) -> list[Change]:
-    started_at = row["started_at"] or row["created_at"]
-    changes: list[Change] = [
-        (
-            "started",
-            "ProcessingJobStarted",
-            started_at,
-            {
-                "job_id": row["id"],
-                "document_id": row["document_id"],
-                "service": row["service"],
-                "attempt": row["attempt"],
-            },
+        return self._event(
+            row_id,
+            row,
+            f"{events.change.change or 'changed'}:{digest}",
+            self.aggregate.event_type("change"),
+            at,
+            payload,
         )
-    ]
-    finished = FINISHED_JOB_EVENTS.get(row["status"])
-    if finished is not None:
-        changes.append(
-            (
-                f"finished:{row['status']}",
-                finished,
-                row["finished_at"] or row["updated_at"],
-                {
-                    "job_id": row["id"],
-                    "document_id": row["document_id"],
-                    "service": row["service"],
-                    "status": row["status"],
-                    "duration_ms": row["duration_ms"],
-                    "error": row["error"],
-                    "finished_at": _iso(row["finished_at"]),
-                },
-            )
+
+    def delete_event(
+        self,
+        row_id: str,
+        row: Mapping[str, Any] | None,
+        state: dict[str, Any] | None = None,
+        stream_id: str | None = None,
+    ) -> NewEvent:
+        """The delete event of a row: soft-deleted (`row` given) or gone (`row` None)."""
+        events = self.aggregate.events
+        at = None
+        if row is not None:
+            column = self.aggregate.source.soft_delete
+            value = row.get(column) if column else None
+            at = value if isinstance(value, datetime) else None
+        payload: dict[str, Any] = {"id": row_id, "hard_delete": row is None}
+        if row is not None and events.delete.fields is not None:
+            payload = _payload(self.aggregate, row, events.delete.fields, "delete", state or {})
+        return self._event(
+            row_id,
+            row or {},
+            events.delete.change or "deleted",
+            self.aggregate.event_type("delete"),
+            at,
+            payload,
+            stream_id,
         )
-    return changes

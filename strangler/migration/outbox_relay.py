@@ -44,15 +44,15 @@ log = logging.getLogger(__name__)
 
 _ROWS = """
 SELECT o.position, o.message_key, o.headers::text,
-       (o.payload || jsonb_build_object('partition_day', o.partition_day))::text AS value
+       (o.payload || jsonb_build_object('partition_day', o.partition_key))::text AS value
 FROM eventstore.outbox o
-WHERE o.partition_day = %s AND o.topic = %s AND o.position > %s
+WHERE o.partition_key = %s AND o.topic = %s AND o.position > %s
 ORDER BY o.position
 """
 _DRY = """
 SELECT count(*), coalesce(sum(octet_length(o.payload::text) + octet_length(o.message_key)), 0)
 FROM eventstore.outbox o
-WHERE o.partition_day = %s AND o.topic = %s AND o.position > %s
+WHERE o.partition_key = %s AND o.topic = %s AND o.position > %s
 """
 
 
@@ -188,7 +188,7 @@ class DayRelay:
             result.duration_s = time.monotonic() - started
             self._record_ranges(conn, topic, result)
             conn.execute(
-                "UPDATE eventstore.outbox SET published_at = now() WHERE partition_day = %s AND topic = %s"
+                "UPDATE eventstore.outbox SET published_at = now() WHERE partition_key = %s AND topic = %s"
                 " AND position <= %s AND published_at IS NULL",
                 (self.key, topic, result.progress.last_position),
             )

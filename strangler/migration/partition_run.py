@@ -1,8 +1,11 @@
-"""Migrate one day of the monolith into the event store: validate, append, checkpoint.
+"""Migrate one partition of the monolith into the event store: validate, append, checkpoint.
 
+The spec says which tables, in which order (parents first), and what their rows become.
 Every batch is one transaction holding its events, their outbox rows, the failed rows and the
-checkpoint, so a process killed at any point resumes exactly where the last commit left it,
-and deterministic event ids make even a lost checkpoint harmless.
+checkpoint (with the running counts), so a process killed at any point resumes exactly where
+the last commit left it, and deterministic event ids make even a lost checkpoint harmless.
+The monolith is only read: through its own connection, read-only, one repeatable-read
+snapshot per table.
 """
 
 from __future__ import annotations
@@ -26,10 +29,13 @@ from strangler.event_store.model import NewEvent
 from strangler.event_store.registry import EventTypeRegistry, field_errors
 from strangler.event_store.store import EventStore
 from strangler.migration import run_log, source
-from strangler.migration.events import row_events, topic_for
+from strangler.migration.deletes import gone_rows, stored_states
+from strangler.migration.events import EventBuilder, UnmappableValue, topic_for
 from strangler.migration.progress import Progress
-from strangler.migration.rules import Violation, violations
-from strangler.migration.schemas import EVENT_SCHEMAS, registry_entries
+from strangler.migration.rules import UNMAPPABLE_VALUE, Rule, Violation, extraction, violations
+from strangler.migration.schemas import registry_entries, schemas_by_type
+from strangler.spec import EstateSpec, current_spec
+from strangler.spec.models import Aggregate
 
 MIGRATION = "event_store"
 log = logging.getLogger(__name__)
@@ -55,6 +61,7 @@ class PartitionResult:
     migrated: int = 0
     failed: int = 0
     skipped: int = 0
+    deleted: int = 0
     events_written: int = 0
     events_existing: int = 0
     resumed_from: dict[str, Any] | None = None
@@ -67,11 +74,14 @@ class PartitionResult:
         return (self.migrated + self.failed) / self.duration_s if self.duration_s else 0.0
 
 
-class _CodeSchemas:
-    """Dry run: validate against the schemas in code without registering them."""
+class _SpecSchemas:
+    """Dry run: validate against the spec's schemas without registering them."""
+
+    def __init__(self, spec: EstateSpec) -> None:
+        self.schemas = schemas_by_type(spec)
 
     def errors(self, event: NewEvent) -> list[FieldError]:
-        schema = EVENT_SCHEMAS.get(event.event_type)
+        schema = self.schemas.get(event.event_type)
         if schema is None:
             return [FieldError("event_type", "registered", f"no schema for {event.event_type}")]
         return field_errors(schema, event.payload)
@@ -82,7 +92,33 @@ class _SchemaSource(Protocol):
 
 
 def _failed_payload(row: dict[str, Any]) -> Jsonb:
-    return Jsonb(row, dumps=dumps)
+    return Jsonb({k: v for k, v in row.items() if not k.startswith("__")}, dumps=dumps)
+
+
+def source_session(conninfo: str) -> psycopg.Connection[Any]:
+    """A read-only, repeatable-read, UTC session on the monolith: it can never write there."""
+    conn = psycopg.connect(conninfo, options="-c TimeZone=UTC")
+    conn.read_only = True
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    return conn
+
+
+Failure = tuple[dict[str, Any], list[Violation] | str]
+Clean = tuple[dict[str, Any], list[NewEvent]]
+
+
+@dataclass
+class _Table:
+    """One aggregate's part of the run: its compiled rules and event builder."""
+
+    aggregate: Aggregate
+    rules: list[Rule]
+    extraction: source.Extraction
+    builder: EventBuilder
+
+    @property
+    def name(self) -> str:
+        return self.aggregate.source.table
 
 
 class PartitionMigration:
@@ -91,21 +127,31 @@ class PartitionMigration:
     def __init__(
         self,
         conninfo: str,
-        partition_day: date,
+        partition: date | str,
         *,
+        spec: EstateSpec | None = None,
+        source_conninfo: str | None = None,
         run_id: str | None = None,
         options: RunOptions | None = None,
         report: Callable[[str], None] | None = None,
         now: datetime | None = None,
     ) -> None:
         self.conninfo = conninfo
-        self.day = partition_day
-        self.key = partition_day.isoformat()
+        self.source_conninfo = source_conninfo or conninfo
+        self.spec = spec or current_spec()
+        self.key = partition.isoformat() if isinstance(partition, date) else partition
+        self.window = source.Window.for_key(self.key)
         self.run_id = run_id or f"cli-{uuid.uuid4()}"
         self.options = options or RunOptions()
         self.report = report or log.info
         self.now = now or datetime.now(UTC)
         self.result = PartitionResult(self.key, self.run_id, self.options.dry_run)
+        aggregates = self.spec.reference if self.window.is_reference else self.spec.daily
+        self.tables = [self._table(a) for a in aggregates]
+
+    def _table(self, aggregate: Aggregate) -> _Table:
+        compiled, rules = extraction(self.spec, aggregate, self.now)
+        return _Table(aggregate, rules, compiled, EventBuilder(aggregate, self.key, self.now))
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -114,29 +160,42 @@ class PartitionMigration:
         with (
             psycopg.connect(self.conninfo, autocommit=True) as control,
             psycopg.connect(self.conninfo) as writer,
-            psycopg.connect(self.conninfo) as reader,
+            source_session(self.source_conninfo) as reader,
         ):
             self._lock_partition(control)
-            registry: _SchemaSource = _CodeSchemas()
+            registry: _SchemaSource = _SpecSchemas(self.spec)
             if not self.options.dry_run:
                 db_registry = EventTypeRegistry(writer)
-                db_registry.register_many(registry_entries())
+                db_registry.register_many(registry_entries(self.spec))
                 writer.commit()
                 registry = db_registry
             store = EventStore(
                 writer,
                 snapshot_every=self.options.snapshot_every,
-                topic_for=lambda e: topic_for(e, self.options.topic_prefix),
+                topic_for=topic_for(self.spec, self.options.topic_prefix),
             )
             position = self._resume_position(control)
-            totals = {t: source.count_rows(control, t, self.day) for t in source.TABLES}
-            self.result.source_rows = sum(totals.values())
+            self._running_counts: dict[str, dict[str, int]] = {
+                k: dict(v) for k, v in position.get("counts", {}).items()
+            }
+            marks = {
+                t.name: source.window_mark(reader, self.spec, t.aggregate, self.window)
+                for t in self.tables
+            }
+            reader.commit()
+            self.source_version = source.partition_version(marks)
+            self.result.source_rows = sum(m.rows for m in marks.values())
             progress = Progress(total=self.result.source_rows)
             self._start_run(control)
             try:
-                for table in source.TABLES:
-                    self._migrate_table(table, position, reader, writer, store, registry, progress)
+                for index, table in enumerate(self.tables):
+                    self._migrate_table(
+                        index, table, position, reader, writer, store, registry, progress
+                    )
                     reader.commit()
+                    if not self.options.dry_run:
+                        self._delete_gone(table, reader, writer, store)
+                        reader.commit()
             except BaseException as exc:
                 self._finish_run(control, progress, status="failed", error=repr(exc))
                 raise
@@ -147,7 +206,8 @@ class PartitionMigration:
 
     def _migrate_table(
         self,
-        table: str,
+        index: int,
+        table: _Table,
         position: dict[str, Any],
         reader: psycopg.Connection[Any],
         writer: psycopg.Connection[Any],
@@ -155,21 +215,31 @@ class PartitionMigration:
         registry: _SchemaSource,
         progress: Progress,
     ) -> None:
-        order = source.TABLES.index(table)
-        done_order = source.TABLES.index(position["table"]) if position.get("table") else -1
-        stats = self.result.per_table.setdefault(table, {"rows": 0, "migrated": 0, "failed": 0})
-        if order < done_order:
-            self._count_already_done(writer, table, stats, progress)
-            return
-        after_id = int(position.get("last_id", 0)) if order == done_order else 0
-        if after_id:
-            self._count_already_done(writer, table, stats, progress, up_to_id=after_id)
+        names = [t.name for t in self.tables]
+        done_index = names.index(position["table"]) if position.get("table") in names else -1
+        stats = self.result.per_table.setdefault(
+            table.name, {"rows": 0, "migrated": 0, "failed": 0}
+        )
+        counts: dict[str, dict[str, int]] = position.get("counts", {})
+        if index <= done_index:
+            self._count_already_done(table.name, counts.get(table.name, {}), stats, progress)
+            if index < done_index:
+                return
+        after = position.get("last_key") if index == done_index else None
         batch_no = 0
         for rows in source.stream_rows(
-            reader, table, self.day, after_id=after_id, batch_size=self.options.batch_size
+            reader,
+            self.spec,
+            table.aggregate,
+            self.window,
+            table.extraction,
+            after=after,
+            batch_size=self.options.batch_size,
         ):
             t0 = time.monotonic()
             clean, failed = self._split(table, rows, registry)
+            if not self.options.dry_run:
+                clean = self._with_changes(table, writer, clean)
             events = [e for _, evs in clean for e in evs]
             with writer.transaction():
                 written = existing = 0
@@ -180,13 +250,17 @@ class PartitionMigration:
                         outcome.appended,
                         outcome.duplicates + (len(events) - len(versioned)),
                     )
-                    self._record_failures(writer, table, failed)
+                    self._record_failures(writer, table.name, failed)
                     self._resolve_fixed(writer, table, [row for row, _ in clean])
-                    self._checkpoint(writer, table, int(rows[-1]["id"]))
+                    running = self._running_counts.setdefault(table.name, {"rows": 0, "failed": 0})
+                    running["rows"] += len(rows)
+                    running["failed"] += len(failed)
+                    last = source.row_key(table.aggregate, rows[-1])
+                    self._checkpoint(writer, table.name, last, self._running_counts)
                     self._metrics(
                         writer, batch_no, len(rows), written, len(failed), time.monotonic() - t0
                     )
-            self._tally(table, stats, progress, clean, failed, written, existing)
+            self._tally(stats, progress, clean, failed, written, existing)
             batch_no += 1
             self._update_run(writer, progress)
             writer.commit()
@@ -195,19 +269,20 @@ class PartitionMigration:
     # -- rows -> events ----------------------------------------------------------------------
 
     def _split(
-        self, table: str, rows: Sequence[dict[str, Any]], registry: _SchemaSource
-    ) -> tuple[
-        list[tuple[dict[str, Any], list[NewEvent]]],
-        list[tuple[dict[str, Any], list[Violation] | str]],
-    ]:
-        clean: list[tuple[dict[str, Any], list[NewEvent]]] = []
-        failed: list[tuple[dict[str, Any], list[Violation] | str]] = []
+        self, table: _Table, rows: Sequence[dict[str, Any]], registry: _SchemaSource
+    ) -> tuple[list[Clean], list[Failure]]:
+        clean: list[Clean] = []
+        failed: list[Failure] = []
         for row in rows:
-            broken = violations(table, row, self.now)
+            broken = violations(table.rules, row)
             if broken:
                 failed.append((row, broken))
                 continue
-            events = row_events(table, row, self.day)
+            try:
+                events = table.builder.row_events(row)
+            except UnmappableValue as exc:
+                failed.append((row, [Violation(UNMAPPABLE_VALUE, exc.column, str(exc))]))
+                continue
             schema_errors = [str(err) for e in events for err in registry.errors(e)]
             if schema_errors:
                 failed.append((row, "; ".join(schema_errors)))
@@ -215,15 +290,52 @@ class PartitionMigration:
             clean.append((row, events))
         return clean, failed
 
+    def _with_changes(
+        self, table: _Table, conn: psycopg.Connection[Any], clean: list[Clean]
+    ) -> list[Clean]:
+        """Add a change event to each migrated row whose stored state is no longer current."""
+        aggregate = table.aggregate
+        if not aggregate.events.change.enabled or not clean:
+            return clean
+        ids = [source.aggregate_id(aggregate, row) for row, _ in clean]
+        states = stored_states(conn, aggregate, ids)
+        out: list[Clean] = []
+        for (row, events), row_id in zip(clean, ids, strict=True):
+            stored = states.get(row_id)
+            change = table.builder.change_event(row, stored) if stored is not None else None
+            out.append((row, [*events, change] if change is not None else events))
+        return out
+
+    def _delete_gone(
+        self,
+        table: _Table,
+        reader: psycopg.Connection[Any],
+        writer: psycopg.Connection[Any],
+        store: EventStore,
+    ) -> None:
+        """Rows of this partition that vanished from the monolith become delete events."""
+        aggregate = table.aggregate
+        if not aggregate.events.delete.enabled:
+            return
+        for batch in gone_rows(writer, reader, aggregate, self.key, self.options.batch_size):
+            events = [
+                table.builder.delete_event(row_id, None, stream_id=stream)
+                for row_id, stream in batch
+            ]
+            with writer.transaction():
+                outcome = store.append_batch(_renumber(writer, events))
+            writer.commit()
+            self.result.deleted += outcome.appended
+            self.result.events_written += outcome.appended
+
     # -- bookkeeping -------------------------------------------------------------------------
 
     def _tally(
         self,
-        table: str,
         stats: dict[str, int],
         progress: Progress,
-        clean: list[tuple[dict[str, Any], list[NewEvent]]],
-        failed: list[tuple[dict[str, Any], list[Violation] | str]],
+        clean: list[Clean],
+        failed: list[Failure],
         written: int,
         existing: int,
     ) -> None:
@@ -237,7 +349,7 @@ class PartitionMigration:
         if not self.options.dry_run and written == 0 and clean:
             self.result.skipped += len(clean)
         for _, why in failed:
-            rules = [v.rule.value for v in why] if isinstance(why, list) else ["schema"]
+            rules = [v.rule for v in why] if isinstance(why, list) else ["schema"]
             for rule in dict.fromkeys(rules):
                 self.result.failures_by_rule[rule] = self.result.failures_by_rule.get(rule, 0) + 1
         progress.processed += len(clean)
@@ -245,30 +357,10 @@ class PartitionMigration:
         progress.events += written
 
     def _count_already_done(
-        self,
-        conn: psycopg.Connection[Any],
-        table: str,
-        stats: dict[str, int],
-        progress: Progress,
-        up_to_id: int | None = None,
+        self, table: str, counts: dict[str, int], stats: dict[str, int], progress: Progress
     ) -> None:
-        """Rows a killed earlier run already handled: counted, not redone."""
-        start, end = source.day_bounds(self.day)
-        bound = up_to_id if up_to_id is not None else 2**62
-        total_row = conn.execute(
-            psycopg.sql.SQL(
-                "SELECT count(*) FROM {}.{} WHERE created_at >= %s AND created_at < %s AND id <= %s"
-            ).format(psycopg.sql.Identifier(source.SCHEMA), psycopg.sql.Identifier(table)),
-            (start, end, bound),
-        ).fetchone()
-        failed_row = conn.execute(
-            "SELECT count(DISTINCT source_key) FROM migration_state.failed_entities"
-            " WHERE migration = %s AND partition_key = %s AND source_table = %s"
-            " AND resolved_at IS NULL AND source_key::bigint <= %s",
-            (MIGRATION, self.key, table, bound),
-        ).fetchone()
-        total = int(total_row[0]) if total_row else 0
-        failed = int(failed_row[0]) if failed_row else 0
+        """Rows a killed earlier run already handled (from its checkpoint): counted, not redone."""
+        total, failed = int(counts.get("rows", 0)), int(counts.get("failed", 0))
         stats["rows"] += total
         stats["migrated"] += total - failed
         stats["failed"] += failed
@@ -294,11 +386,17 @@ class PartitionMigration:
         if row is None or row[0].get("status") == "completed":
             return {}
         self.result.resumed_from = dict(row[0])
-        self.report(f"resuming {self.key} after {row[0].get('table')} id {row[0].get('last_id')}")
+        self.report(f"resuming {self.key} after {row[0].get('table')} key {row[0].get('last_key')}")
         return dict(row[0])
 
     def _checkpoint(
-        self, conn: psycopg.Connection[Any], table: str, last_id: int, status: str = "running"
+        self,
+        conn: psycopg.Connection[Any],
+        table: str,
+        last_key: list[Any] | None,
+        counts: dict[str, dict[str, int]],
+        status: str = "running",
+        source_version: str | None = None,
     ) -> None:
         conn.execute(
             "INSERT INTO migration_state.migration_checkpoints (migration, partition_key, position, run_id)"
@@ -307,7 +405,16 @@ class PartitionMigration:
             (
                 MIGRATION,
                 self.key,
-                Jsonb({"table": table, "last_id": last_id, "status": status}),
+                Jsonb(
+                    {
+                        "table": table,
+                        "last_key": last_key,
+                        "counts": counts,
+                        "status": status,
+                        "source_version": source_version,
+                    },
+                    dumps=dumps,
+                ),
                 self.run_id,
             ),
         )
@@ -316,22 +423,19 @@ class PartitionMigration:
         self,
         conn: psycopg.Connection[Any],
         table: str,
-        failed: list[tuple[dict[str, Any], list[Violation] | str]],
+        failed: list[Failure],
     ) -> None:
+        aggregate = self.spec.by_table(table)
         params = []
         for row, why in failed:
-            items = (
-                [(v.rule.value, str(v)) for v in why]
-                if isinstance(why, list)
-                else [("schema", why)]
-            )
+            items = [(v.rule, str(v)) for v in why] if isinstance(why, list) else [("schema", why)]
             for rule, reason in items:
                 params.append(
                     (
                         MIGRATION,
                         self.key,
                         table,
-                        str(row["id"]),
+                        source.aggregate_id(aggregate, row),
                         rule,
                         reason,
                         _failed_payload(row),
@@ -351,14 +455,14 @@ class PartitionMigration:
             )
 
     def _resolve_fixed(
-        self, conn: psycopg.Connection[Any], table: str, rows: list[dict[str, Any]]
+        self, conn: psycopg.Connection[Any], table: _Table, rows: list[dict[str, Any]]
     ) -> None:
         """A row that failed before and is clean now (fixed at the source) is no longer failed."""
         if rows:
             conn.execute(
                 "UPDATE migration_state.failed_entities SET resolved_at = now()"
                 " WHERE migration = %s AND source_table = %s AND source_key = ANY(%s) AND resolved_at IS NULL",
-                (MIGRATION, table, [str(r["id"]) for r in rows]),
+                (MIGRATION, table.name, [source.aggregate_id(table.aggregate, r) for r in rows]),
             )
 
     def _metrics(
@@ -425,7 +529,10 @@ class PartitionMigration:
     ) -> None:
         if not self.options.dry_run:
             with writer.transaction():
-                self._checkpoint(writer, source.TABLES[-1], 0, status="completed")
+                last = self.tables[-1].name if self.tables else ""
+                self._checkpoint(
+                    writer, last, None, {}, status="completed", source_version=self.source_version
+                )
             writer.commit()
         self._finish_run(control, progress, status="succeeded")
 

@@ -1,131 +1,181 @@
-"""Validation rules a monolith row must pass before it becomes events.
+"""Validation rules from the spec, compiled into flags of the extraction query.
 
-Each rule is named by a `DirtKind`, so a failed row says exactly which rule it broke and where
-(the contract with the sample's dirt lives in `strangler.sample.dirt`).
+Postgres evaluates every rule (`IS NULL`, ranges, `pg_input_is_valid`, the control-character
+regex, `EXISTS` for parents and earlier rows with the same natural key); Python only turns a
+raised flag into a `Violation` naming the rule and the column. The rule names are stable: they
+are what `failed_entities.rule` holds.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
-from strangler.sample.dirt import CONTROL_CHARS_REGEX, DirtKind
+from psycopg import sql
 
+from strangler.migration.source import (
+    Extraction,
+    columns,
+    field_expressions,
+    ident,
+    key_text,
+    table_ref,
+)
+from strangler.spec.models import Aggregate, EstateSpec
+
+CONTROL_CHARS_REGEX = r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]|\\u0000"
+"""POSIX regex (Postgres `~`, Python `re`): a C0 control other than tab, newline and CR, DEL,
+or the literal escape `\\u0000` that legacy writers store for NUL (text cannot hold NUL)."""
 CONTROL_CHARS = re.compile(CONTROL_CHARS_REGEX)
 
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "customers": ("name",),
-    "documents": ("title",),
-    "ocr_pages": ("text",),
-    "processing_jobs": ("status",),
-}
-TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "customers": ("name",),
-    "documents": ("title",),
-    "ocr_pages": ("text",),
-    "processing_jobs": (),
-}
-TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
-    "customers": ("updated_at",),
-    "documents": ("updated_at",),
-    "ocr_pages": ("updated_at",),
-    "processing_jobs": ("finished_at", "updated_at"),
-}
-PARENT_FLAG = "parent_exists"
-"""Computed by the extraction query: whether the referenced parent row exists."""
-DUPLICATE_FLAG = "duplicate_of"
-"""Computed by the extraction query: id of an earlier row with the same natural key, if any."""
+NULL_REQUIRED = "null_required"
+OUT_OF_RANGE = "out_of_range"
+MALFORMED_JSON = "malformed_json"
+CONTROL_CHARS_RULE = "control_chars"
+FUTURE_TIMESTAMP = "future_timestamp"
+ORPHAN_FK = "orphan_fk"
+DUPLICATE_NATURAL_KEY = "duplicate_natural_key"
+UNMAPPABLE_VALUE = "unmappable_value"
+RULE_NAMES = (
+    NULL_REQUIRED,
+    OUT_OF_RANGE,
+    MALFORMED_JSON,
+    CONTROL_CHARS_RULE,
+    FUTURE_TIMESTAMP,
+    ORPHAN_FK,
+    DUPLICATE_NATURAL_KEY,
+    UNMAPPABLE_VALUE,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Violation:
-    rule: DirtKind
+    rule: str
     column: str
     message: str
 
     def __str__(self) -> str:
-        return f"{self.rule.value} on {self.column}: {self.message}"
+        return f"{self.rule} on {self.column}: {self.message}"
 
 
-def violations(table: str, row: Mapping[str, Any], now: datetime) -> list[Violation]:
-    """Every rule the row breaks (empty = clean). `row` carries the extraction flags too."""
-    found: list[Violation] = []
-    for column in REQUIRED[table]:
-        if row.get(column) is None:
-            found.append(Violation(DirtKind.NULL_REQUIRED, column, "required value is NULL"))
-    for column in TEXT_COLUMNS[table]:
-        value = row.get(column)
-        if isinstance(value, str):
-            match = CONTROL_CHARS.search(value)
-            if match:
-                found.append(
-                    Violation(
-                        DirtKind.CONTROL_CHARS,
-                        column,
-                        f"control character {match.group()!r} at offset {match.start()}",
-                    )
-                )
-    if table == "documents":
-        found.extend(_document_rules(row))
-    elif table == "ocr_pages":
-        found.extend(_page_rules(row))
-    elif table == "processing_jobs":
-        found.extend(_job_rules(row))
-    if table != "customers" and row.get(PARENT_FLAG) is False:
-        column = "customer_id" if table == "documents" else "document_id"
-        found.append(
-            Violation(DirtKind.ORPHAN_FK, column, f"no parent row with id {row.get(column)}")
-        )
-    if row.get(DUPLICATE_FLAG) is not None:
-        column = "email" if table == "customers" else "(document_id, page_number)"
-        found.append(
-            Violation(
-                DirtKind.DUPLICATE_NATURAL_KEY,
-                column,
-                f"same natural key as row {row[DUPLICATE_FLAG]}",
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One compiled rule: its flag column is non-NULL and not false when the row breaks it."""
+
+    flag: str
+    rule: str
+    column: str
+    expression: sql.Composable
+    params: tuple[Any, ...] = ()
+
+    def message(self, row: Mapping[str, Any]) -> str:
+        value = row.get(self.column)
+        if self.rule == NULL_REQUIRED:
+            return "required value is NULL"
+        if self.rule == OUT_OF_RANGE:
+            return f"{value} is outside the declared range"
+        if self.rule == MALFORMED_JSON:
+            return "not valid JSON"
+        if self.rule == CONTROL_CHARS_RULE:
+            match = CONTROL_CHARS.search(str(value))
+            where = f" {match.group()!r} at offset {match.start()}" if match else ""
+            return f"control character{where}"
+        if self.rule == FUTURE_TIMESTAMP:
+            shown = value.isoformat() if isinstance(value, datetime) else value
+            return f"{shown} is in the future"
+        if self.rule == ORPHAN_FK:
+            return f"no parent row with key {value}"
+        if self.rule == DUPLICATE_NATURAL_KEY:
+            return f"same natural key as row {row.get(self.flag)}"
+        return self.rule
+
+
+def compile_rules(aggregate: Aggregate, now: datetime) -> list[Rule]:
+    """Every rule the spec declares for the aggregate, in a stable order."""
+    out: list[Rule] = []
+
+    def add(rule: str, column: str, expression: sql.Composable, *params: Any) -> None:
+        out.append(Rule(f"__rule_{len(out)}", rule, column, expression, params))
+
+    for name, declared in aggregate.columns.items():
+        c = ident("t", name)
+        if declared.required:
+            add(NULL_REQUIRED, name, sql.SQL("{} IS NULL").format(c))
+        if declared.min is not None:
+            add(OUT_OF_RANGE, name, sql.SQL("{} < %s").format(c), declared.min)
+        if declared.max is not None:
+            add(OUT_OF_RANGE, name, sql.SQL("{} > %s").format(c), declared.max)
+        if declared.json_:
+            add(MALFORMED_JSON, name, sql.SQL("NOT pg_input_is_valid({}::text, 'jsonb')").format(c))
+        if declared.no_control_chars:
+            add(CONTROL_CHARS_RULE, name, sql.SQL("{}::text ~ %s").format(c), CONTROL_CHARS_REGEX)
+        if declared.not_future:
+            add(FUTURE_TIMESTAMP, name, sql.SQL("{} > %s").format(c), now)
+    return out
+
+
+def compile_links(spec: EstateSpec, aggregate: Aggregate) -> list[Rule]:
+    """Parent rows that must exist and natural keys that must be unique."""
+    out: list[Rule] = []
+    for link in aggregate.parents:
+        if not link.enforce:
+            continue
+        parent = spec.aggregate(link.aggregate)
+        fk = columns("t", link.columns)
+        out.append(
+            Rule(
+                f"__link_{len(out)}",
+                ORPHAN_FK,
+                ", ".join(link.columns),
+                sql.SQL(
+                    "(ROW{fk} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {t} p WHERE {pk} = {fk}))"
+                ).format(fk=fk, t=table_ref(parent), pk=columns("p", parent.source.primary_key)),
             )
         )
-    for column in TIMESTAMP_COLUMNS[table]:
-        value = row.get(column)
-        if isinstance(value, datetime) and value > now:
-            found.append(
-                Violation(
-                    DirtKind.FUTURE_TIMESTAMP,
-                    column,
-                    f"{value.isoformat()} is after {now.isoformat()}",
-                )
+    pk = aggregate.source.primary_key
+    for natural in aggregate.unique:
+        out.append(
+            Rule(
+                f"__link_{len(out)}",
+                DUPLICATE_NATURAL_KEY,
+                natural[0] if len(natural) == 1 else f"({', '.join(natural)})",
+                sql.SQL(
+                    "(SELECT {okey} FROM {t} o WHERE {onat} = {tnat} AND {opk} < {tpk}"
+                    " ORDER BY {order} LIMIT 1)"
+                ).format(
+                    okey=key_text("o", pk),
+                    t=table_ref(aggregate),
+                    onat=columns("o", natural),
+                    tnat=columns("t", natural),
+                    opk=columns("o", pk),
+                    tpk=columns("t", pk),
+                    order=sql.SQL(", ").join(ident("o", c) for c in pk),
+                ),
             )
+        )
+    return out
+
+
+def extraction(
+    spec: EstateSpec, aggregate: Aggregate, now: datetime
+) -> tuple[Extraction, list[Rule]]:
+    """The computed columns of the aggregate's extraction query and the rules behind them."""
+    rules = [*compile_rules(aggregate, now), *compile_links(spec, aggregate)]
+    expressions: list[tuple[str, sql.Composable]] = [(r.flag, r.expression) for r in rules]
+    params = [p for r in rules for p in r.params]
+    expressions += field_expressions(aggregate)
+    return Extraction(expressions, params), rules
+
+
+def violations(rules: list[Rule], row: Mapping[str, Any]) -> list[Violation]:
+    """Every rule the row breaks (empty = clean)."""
+    found = []
+    for rule in rules:
+        flag = row.get(rule.flag)
+        if flag is not None and flag is not False:
+            column = rule.column
+            found.append(Violation(rule.rule, column, rule.message(row)))
     return found
-
-
-def _document_rules(row: Mapping[str, Any]) -> list[Violation]:
-    found: list[Violation] = []
-    attributes = row.get("attributes")
-    if attributes is not None:
-        try:
-            json.loads(attributes)
-        except (TypeError, ValueError) as exc:
-            found.append(Violation(DirtKind.MALFORMED_JSON, "attributes", f"not JSON: {exc}"))
-    pages = row.get("page_count")
-    if pages is not None and pages < 1:
-        found.append(Violation(DirtKind.OUT_OF_RANGE, "page_count", f"{pages} < 1"))
-    return found
-
-
-def _page_rules(row: Mapping[str, Any]) -> list[Violation]:
-    confidence = row.get("confidence")
-    if confidence is not None and not (Decimal(0) <= Decimal(str(confidence)) <= Decimal(1)):
-        return [Violation(DirtKind.OUT_OF_RANGE, "confidence", f"{confidence} outside [0, 1]")]
-    return []
-
-
-def _job_rules(row: Mapping[str, Any]) -> list[Violation]:
-    duration = row.get("duration_ms")
-    if duration is not None and duration < 0:
-        return [Violation(DirtKind.OUT_OF_RANGE, "duration_ms", f"{duration} < 0")]
-    return []

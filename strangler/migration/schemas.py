@@ -1,80 +1,91 @@
-"""JSON Schemas of the event types the migration produces (registry version 1)."""
+"""JSON Schemas of the event types a spec declares, for the event-type registry.
+
+Compiled from the spec's rules: key and parent columns and `required` columns are required
+and not null, `min`/`max` bound numbers. The extraction query already flags rule breaks; the
+registry is the second line, guarding every event that reaches the store.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from strangler.spec.models import Aggregate, EstateSpec, FieldSource, SqlField
+
 Schema = dict[str, Any]
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 
-def _object(required: dict[str, Any], optional: dict[str, Any] | None = None) -> Schema:
+def _column_schema(aggregate: Aggregate, column: str, required: set[str]) -> Schema:
+    rules = aggregate.columns.get(column)
+    schema: Schema = {}
+    if column in required:
+        schema["not"] = {"type": "null"}
+    if rules is not None:
+        if rules.min is not None:
+            schema["minimum"] = rules.min
+        if rules.max is not None:
+            schema["maximum"] = rules.max
+    return schema
+
+
+def _object(aggregate: Aggregate, fields: dict[str, FieldSource] | None, *, strict: bool) -> Schema:
+    """`strict`: fields that come from required columns must be present."""
+    required_columns = {
+        *aggregate.source.primary_key,
+        *(c for p in aggregate.parents if p.enforce for c in p.columns),
+        *(c for c, r in aggregate.columns.items() if r.required),
+    }
+    if fields is None:
+        fields = {c: c for c in {*required_columns, *aggregate.columns}}
+        open_ended = True
+    else:
+        open_ended = False
+    properties: Schema = {}
+    required: list[str] = []
+    for name, source in sorted(fields.items()):
+        if isinstance(source, SqlField):
+            properties[name] = {}
+            continue
+        properties[name] = _column_schema(aggregate, source, required_columns)
+        if strict and source in required_columns:
+            required.append(name)
     return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$schema": DRAFT,
         "type": "object",
-        "properties": {**required, **(optional or {})},
-        "required": sorted(required),
+        "properties": properties,
+        "required": required,
+        "additionalProperties": open_ended,
     }
 
 
-ID = {"type": "integer", "minimum": 1}
-TEXT = {"type": "string", "minLength": 1}
-NULLABLE_TEXT = {"type": ["string", "null"]}
-
-CUSTOMER = _object(
-    {"customer_id": ID, "name": TEXT},
-    {
-        "email": NULLABLE_TEXT,
-        "plan": NULLABLE_TEXT,
-        "country": NULLABLE_TEXT,
-        "metadata": {"type": "object"},
-    },
-)
-DOCUMENT_UPLOADED = _object(
-    {"document_id": ID, "customer_id": ID, "title": TEXT},
-    {
-        "category": NULLABLE_TEXT,
-        "mime_type": NULLABLE_TEXT,
-        "size_bytes": {"type": ["integer", "null"], "minimum": 0},
-        "page_count": {"type": ["integer", "null"], "minimum": 1},
-        "attributes": {"type": "object"},
-    },
-)
-DOCUMENT_STATUS_CHANGED = _object({"document_id": ID, "status": TEXT})
-OCR_PAGE = _object(
-    {
-        "page_id": ID,
-        "document_id": ID,
-        "page_number": {"type": "integer", "minimum": 1},
-        "text": {"type": "string"},
-    },
-    {"confidence": {"type": ["number", "null"], "minimum": 0, "maximum": 1}},
-)
-JOB_STARTED = _object(
-    {"job_id": ID, "document_id": ID, "service": TEXT},
-    {"attempt": {"type": ["integer", "null"], "minimum": 1}},
-)
-JOB_FINISHED = _object(
-    {"job_id": ID, "document_id": ID, "service": TEXT, "status": {"enum": ["completed", "failed"]}},
-    {
-        "duration_ms": {"type": ["integer", "null"], "minimum": 0},
-        "error": NULLABLE_TEXT,
-        "finished_at": NULLABLE_TEXT,
-    },
-)
-
-EVENT_SCHEMAS: dict[str, Schema] = {
-    "CustomerRegistered": CUSTOMER,
-    "CustomerUpdated": CUSTOMER,
-    "DocumentUploaded": DOCUMENT_UPLOADED,
-    "DocumentStatusChanged": DOCUMENT_STATUS_CHANGED,
-    "OcrPageExtracted": OCR_PAGE,
-    "OcrPageCorrected": OCR_PAGE,
-    "ProcessingJobStarted": JOB_STARTED,
-    "ProcessingJobCompleted": JOB_FINISHED,
-    "ProcessingJobFailed": JOB_FINISHED,
-}
+def event_schemas(aggregate: Aggregate) -> dict[str, Schema]:
+    """Event type -> schema, for every event the aggregate can emit."""
+    events = aggregate.events
+    out: dict[str, Schema] = {}
+    if events.import_.enabled:
+        out[aggregate.event_type("import")] = _object(aggregate, events.import_.fields, strict=True)
+    if events.change.enabled:
+        change = _object(aggregate, events.change.fields, strict=False)
+        out[aggregate.event_type("change")] = {**change, "minProperties": 1}
+    if events.delete.enabled:
+        out[aggregate.event_type("delete")] = (
+            _object(aggregate, events.delete.fields, strict=True)
+            if events.delete.fields is not None
+            else {"$schema": DRAFT, "type": "object", "required": ["id"]}
+        )
+    for named in events.named:
+        out[named.type] = _object(aggregate, named.fields, strict=True)
+    return out
 
 
-def registry_entries() -> list[tuple[str, int, Schema]]:
+def registry_entries(spec: EstateSpec) -> list[tuple[str, int, Schema]]:
     """(type, version, schema) triples for `EventTypeRegistry.register_many`."""
-    return [(name, 1, schema) for name, schema in EVENT_SCHEMAS.items()]
+    return [
+        (name, aggregate.events.schema_version, schema)
+        for aggregate in spec.aggregates
+        for name, schema in event_schemas(aggregate).items()
+    ]
+
+
+def schemas_by_type(spec: EstateSpec) -> dict[str, Schema]:
+    return {name: schema for name, _, schema in registry_entries(spec)}

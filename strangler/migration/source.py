@@ -1,8 +1,15 @@
-"""Reading one day of the monolith: the rows, with the flags the rules need."""
+"""Reading the monolith by the spec: one aggregate's rows of one window, with rule flags.
+
+Everything a row needs is computed by the monolith's own Postgres in one read-only query:
+the rule flags (`rules.compile_rules`), the named events' predicates and times, and the
+payload fields given as SQL. Identifiers come from the spec and are quoted; values (window
+bounds, rule limits, `now`) are bound parameters; user SQL is the spec's, run as written.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -10,27 +17,33 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-SCHEMA = "monolith"
-TABLES: tuple[str, ...] = ("customers", "documents", "ocr_pages", "processing_jobs")
-"""Migration order: parents before children."""
+from strangler.spec.models import Aggregate, EstateSpec, OwnDay, ParentDay, SqlField
+from strangler.spec.types import to_json
 
-_FLAGS: dict[str, str] = {
-    "customers": (
-        "(SELECT min(o.id) FROM {s}.customers o WHERE o.email = t.email AND o.id < t.id)"
-        " AS duplicate_of"
-    ),
-    "documents": (
-        "EXISTS (SELECT 1 FROM {s}.customers p WHERE p.id = t.customer_id) AS parent_exists"
-    ),
-    "ocr_pages": (
-        "EXISTS (SELECT 1 FROM {s}.documents p WHERE p.id = t.document_id) AS parent_exists,"
-        " (SELECT min(o.id) FROM {s}.ocr_pages o WHERE o.document_id = t.document_id"
-        "  AND o.page_number = t.page_number AND o.id < t.id) AS duplicate_of"
-    ),
-    "processing_jobs": (
-        "EXISTS (SELECT 1 FROM {s}.documents p WHERE p.id = t.document_id) AS parent_exists"
-    ),
-}
+REFERENCE = "reference"
+"""Partition key of reference data (aggregates without a time column), migrated as a whole."""
+
+KEY_SEPARATOR = "|"
+
+
+@dataclass(frozen=True)
+class Window:
+    """The rows of one partition: a UTC day, or every row (reference data)."""
+
+    key: str
+    start: datetime | None = None
+    end: datetime | None = None
+
+    @classmethod
+    def for_key(cls, key: str) -> Window:
+        if key == REFERENCE:
+            return cls(key)
+        start, end = day_bounds(date.fromisoformat(key))
+        return cls(key, start, end)
+
+    @property
+    def is_reference(self) -> bool:
+        return self.start is None
 
 
 def day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -38,38 +51,176 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def _check_table(table: str) -> None:
-    if table not in TABLES:
-        raise ValueError(f"unknown monolith table {table!r}; expected one of {TABLES}")
+def user_sql(text: str) -> sql.SQL:
+    """The spec's SQL as written, with `%` kept literal (psycopg reads `%s` as a parameter)."""
+    return sql.SQL("(" + text.replace("%", "%%") + ")")
 
 
-def count_rows(conn: psycopg.Connection[Any], table: str, day: date, after_id: int = 0) -> int:
-    _check_table(table)
-    start, end = day_bounds(day)
+def ident(*names: str) -> sql.Identifier:
+    return sql.Identifier(*names)
+
+
+def table_ref(aggregate: Aggregate) -> sql.Identifier:
+    return ident(aggregate.source.db_schema, aggregate.source.table)
+
+
+def columns(alias: str, names: Sequence[str]) -> sql.Composed:
+    return sql.SQL("({})").format(sql.SQL(", ").join(ident(alias, n) for n in names))
+
+
+def aggregate_id(aggregate: Aggregate, row: dict[str, Any]) -> str:
+    """The stream id of a row: its primary key, composite keys joined with `|`."""
+    return KEY_SEPARATOR.join(str(to_json(row[c])) for c in aggregate.source.primary_key)
+
+
+def row_key(aggregate: Aggregate, row: dict[str, Any]) -> list[Any]:
+    """The primary key as JSON values, as stored in checkpoints for keyset resumption."""
+    return [to_json(row[c]) for c in aggregate.source.primary_key]
+
+
+def key_text(alias: str, names: Sequence[str]) -> sql.Composed:
+    """SQL of a key as text, matching `aggregate_id` for integer, text and uuid keys."""
+    parts = [sql.SQL("{}::text").format(ident(alias, n)) for n in names]
+    return sql.SQL("concat_ws({}, {})").format(
+        sql.Literal(KEY_SEPARATOR), sql.SQL(", ").join(parts)
+    )
+
+
+class DayFilter:
+    """SQL placing a row of `aggregate` (alias `alias`) in a day, following parent links."""
+
+    def __init__(self, spec: EstateSpec) -> None:
+        self.spec = spec
+
+    def condition(self, aggregate: Aggregate, alias: str, depth: int = 0) -> sql.Composed:
+        """`<row is in [%s, %s)>`: two parameters, start and end."""
+        part = aggregate.partitioning
+        if isinstance(part, OwnDay):
+            column = ident(alias, part.time_column)
+            return sql.SQL("({c} >= %s AND {c} < %s)").format(c=column)
+        if isinstance(part, ParentDay):
+            parent = self.spec.aggregate(part.parent)
+            link = aggregate.parent(part.parent)
+            p = f"p{depth}"
+            return sql.SQL("EXISTS (SELECT 1 FROM {t} {p} WHERE {pk} = {fk} AND {inner})").format(
+                t=table_ref(parent),
+                p=ident(p),
+                pk=columns(p, parent.source.primary_key),
+                fk=columns(alias, link.columns),
+                inner=self.condition(parent, p, depth + 1),
+            )
+        raise ValueError(f"{aggregate.name} is reference data: it has no day")
+
+    def day_of(self, aggregate: Aggregate, alias: str, depth: int = 0) -> sql.Composed:
+        """SQL of the row's UTC day (the session runs in UTC)."""
+        part = aggregate.partitioning
+        if isinstance(part, OwnDay):
+            return sql.SQL("({}::date)").format(ident(alias, part.time_column))
+        if isinstance(part, ParentDay):
+            parent = self.spec.aggregate(part.parent)
+            link = aggregate.parent(part.parent)
+            p = f"d{depth}"
+            return sql.SQL("(SELECT {day} FROM {t} {p} WHERE {pk} = {fk})").format(
+                day=self.day_of(parent, p, depth + 1),
+                t=table_ref(parent),
+                p=ident(p),
+                pk=columns(p, parent.source.primary_key),
+                fk=columns(alias, link.columns),
+            )
+        raise ValueError(f"{aggregate.name} is reference data: it has no day")
+
+
+def window_where(
+    spec: EstateSpec, aggregate: Aggregate, window: Window, alias: str = "t"
+) -> tuple[sql.Composable, list[Any]]:
+    if window.is_reference:
+        if not aggregate.is_reference:
+            raise ValueError(f"{aggregate.name} is partitioned by day, not reference data")
+        return sql.SQL("TRUE"), []
+    if aggregate.is_reference:
+        raise ValueError(f"{aggregate.name} is reference data; read it with the reference window")
+    return DayFilter(spec).condition(aggregate, alias), [window.start, window.end]
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """The SELECT list beyond `t.*`: computed columns and the parameters they bind."""
+
+    expressions: list[tuple[str, sql.Composable]]
+    params: list[Any]
+
+
+def field_expressions(aggregate: Aggregate) -> list[tuple[str, sql.Composable]]:
+    """Named events' `when`/`at`, generic `at` and SQL fields, as `__`-prefixed columns."""
+    out: list[tuple[str, sql.Composable]] = []
+    events = aggregate.events
+    for kind, generic in (
+        ("import", events.import_),
+        ("change", events.change),
+        ("delete", events.delete),
+    ):
+        if generic.at:
+            out.append((f"__at_{kind}", user_sql(generic.at)))
+        for name, source in (generic.fields or {}).items():
+            if isinstance(source, SqlField):
+                out.append((f"__f_{kind}_{name}", user_sql(source.sql)))
+    for index, named in enumerate(events.named):
+        out.append((f"__when_{index}", sql.SQL("{} IS TRUE").format(user_sql(named.when))))
+        out.append((f"__at_{index}", user_sql(named.at)))
+        for name, source in (named.fields or {}).items():
+            if isinstance(source, SqlField):
+                out.append((f"__f_{index}_{name}", user_sql(source.sql)))
+    return out
+
+
+def select_rows(
+    spec: EstateSpec,
+    aggregate: Aggregate,
+    window: Window,
+    extraction: Extraction,
+    *,
+    after: Sequence[Any] | None,
+) -> tuple[sql.Composed, list[Any]]:
+    where, where_params = window_where(spec, aggregate, window)
+    pk = aggregate.source.primary_key
+    extra = [sql.SQL("{} AS {}").format(expr, ident(name)) for name, expr in extraction.expressions]
+    after_sql: sql.Composable = sql.SQL("")
+    after_params: list[Any] = []
+    if after:
+        after_sql = sql.SQL(" AND {} > ({})").format(
+            columns("t", pk), sql.SQL(", ").join(sql.Placeholder() * len(pk))
+        )
+        after_params = list(after)
     query = sql.SQL(
-        "SELECT count(*) FROM {}.{} WHERE created_at >= %s AND created_at < %s AND id > %s"
-    ).format(sql.Identifier(SCHEMA), sql.Identifier(table))
-    row = conn.execute(query, (start, end, after_id)).fetchone()
-    return int(row[0]) if row else 0
+        "SELECT t.*{extra} FROM {table} t WHERE {where}{after} ORDER BY {order}"
+    ).format(
+        extra=sql.SQL("").join(sql.SQL(", ") + e for e in extra),
+        table=table_ref(aggregate),
+        where=where,
+        after=after_sql,
+        order=sql.SQL(", ").join(ident("t", c) for c in pk),
+    )
+    return query, [*extraction.params, *where_params, *after_params]
 
 
 def stream_rows(
-    conn: psycopg.Connection[Any], table: str, day: date, *, after_id: int, batch_size: int
+    conn: psycopg.Connection[Any],
+    spec: EstateSpec,
+    aggregate: Aggregate,
+    window: Window,
+    extraction: Extraction,
+    *,
+    after: Sequence[Any] | None,
+    batch_size: int,
 ) -> Iterator[list[dict[str, Any]]]:
-    """Batches of the day's rows in id order, through a server-side cursor (flat memory).
+    """Batches of the window's rows in key order, through a server-side cursor (flat memory).
 
     `conn` must be dedicated to reading: the cursor lives in its open transaction.
     """
-    _check_table(table)
-    start, end = day_bounds(day)
-    flags = sql.SQL(_FLAGS[table]).format(s=sql.Identifier(SCHEMA))
-    query = sql.SQL(
-        "SELECT t.*, {flags} FROM {s}.{t} t"
-        " WHERE t.created_at >= %s AND t.created_at < %s AND t.id > %s ORDER BY t.id"
-    ).format(flags=flags, s=sql.Identifier(SCHEMA), t=sql.Identifier(table))
-    with conn.cursor(name=f"strangler_{table}", row_factory=dict_row) as cur:
+    query, params = select_rows(spec, aggregate, window, extraction, after=after)
+    with conn.cursor(name=f"strangler_{aggregate.source.table}", row_factory=dict_row) as cur:
         cur.itersize = batch_size
-        cur.execute(query, (start, end, after_id))
+        cur.execute(query, params)
         while True:
             rows = cur.fetchmany(batch_size)
             if not rows:
@@ -77,11 +228,87 @@ def stream_rows(
             yield rows
 
 
-def day_watermarks(conn: psycopg.Connection[Any], table: str) -> dict[str, tuple[int, datetime]]:
-    """Per UTC day of created_at: row count and max(updated_at), so late edits are visible."""
-    _check_table(table)
+def count_rows(
+    conn: psycopg.Connection[Any], spec: EstateSpec, aggregate: Aggregate, window: Window
+) -> int:
+    where, params = window_where(spec, aggregate, window)
+    query = sql.SQL("SELECT count(*) FROM {} t WHERE {}").format(table_ref(aggregate), where)
+    row = conn.execute(query, params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def existing_keys(
+    conn: psycopg.Connection[Any], aggregate: Aggregate, ids: Sequence[str]
+) -> set[str]:
+    """Which of these aggregate ids still have a row in the monolith (hard-delete detection)."""
+    if not ids:
+        return set()
+    query = sql.SQL("SELECT {k} FROM {t} t WHERE {k} = ANY(%s)").format(
+        k=key_text("t", aggregate.source.primary_key), t=table_ref(aggregate)
+    )
+    return {str(r[0]) for r in conn.execute(query, (list(ids),))}
+
+
+@dataclass(frozen=True)
+class DayMark:
+    """What a day of one table looks like now: a change to any row changes the mark."""
+
+    rows: int
+    watermark: datetime | None
+    checksum: int
+
+    def version(self) -> str:
+        mark = self.watermark.isoformat() if self.watermark else "-"
+        return f"rows={self.rows};max_updated_at={mark};checksum={self.checksum}"
+
+
+def window_mark(
+    conn: psycopg.Connection[Any], spec: EstateSpec, aggregate: Aggregate, window: Window
+) -> DayMark:
+    """The mark of one partition of one table, computed exactly as `day_marks` does."""
+    where, params = window_where(spec, aggregate, window)
+    updated = (
+        ident("t", aggregate.source.updated_at)
+        if aggregate.source.updated_at
+        else sql.SQL("NULL::timestamptz")
+    )
     query = sql.SQL(
-        "SELECT (created_at AT TIME ZONE 'UTC')::date AS day, count(*), max(updated_at)"
-        " FROM {}.{} GROUP BY 1 ORDER BY 1"
-    ).format(sql.Identifier(SCHEMA), sql.Identifier(table))
-    return {row[0].isoformat(): (int(row[1]), row[2]) for row in conn.execute(query)}
+        "SELECT count(*), max({updated}), coalesce(sum(hashtextextended(t::text, 0)), 0)"
+        " FROM {table} t WHERE {where}"
+    ).format(updated=updated, table=table_ref(aggregate), where=where)
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return DayMark(int(row[0]), row[1], int(row[2]) % (2**63))
+
+
+def partition_version(marks: dict[str, DayMark]) -> str:
+    """One partition's version over all its tables (table -> mark; absent = empty)."""
+    return " ".join(
+        f"{table}:{mark.version()}" for table, mark in sorted(marks.items()) if mark.rows
+    )
+
+
+def day_marks(
+    conn: psycopg.Connection[Any], spec: EstateSpec, aggregate: Aggregate
+) -> dict[str, DayMark]:
+    """Per partition key: row count, max(updated_at) and an order-insensitive row checksum.
+
+    The checksum makes edits visible on tables without `updated_at` and deletes visible
+    everywhere; reference data has one key, `reference`.
+    """
+    day = (
+        sql.Literal(REFERENCE)
+        if aggregate.is_reference
+        else sql.SQL("({})::text").format(DayFilter(spec).day_of(aggregate, "t"))
+    )
+    updated = (
+        ident("t", aggregate.source.updated_at)
+        if aggregate.source.updated_at
+        else sql.SQL("NULL::timestamptz")
+    )
+    query = sql.SQL(
+        "SELECT day, count(*), max(updated), coalesce(sum(checksum), 0) FROM"
+        " (SELECT {day} AS day, {updated} AS updated, hashtextextended(t::text, 0) AS checksum"
+        "  FROM {table} t) s WHERE day IS NOT NULL GROUP BY day ORDER BY day"
+    ).format(day=day, updated=updated, table=table_ref(aggregate))
+    return {str(r[0]): DayMark(int(r[1]), r[2], int(r[3]) % (2**63)) for r in conn.execute(query)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
@@ -32,7 +32,9 @@ def domain_topic_specs(
     retention_days: float,
     compaction: bool,
     message_max_bytes: int,
+    names: Iterable[str] | None = None,
 ) -> list[TopicSpec]:
+    """The domain topics (`names`, default: the settings' spec's topics), as desired."""
     config = {
         "min.insync.replicas": str(min_insync_replicas),
         "retention.ms": str(int(retention_days * 86_400_000)),
@@ -41,7 +43,7 @@ def domain_topic_specs(
     }
     return [
         TopicSpec(f"{prefix}{name}", partitions, replication_factor, dict(config))
-        for name in TOPICS.values()
+        for name in (names if names is not None else TOPICS.values())
     ]
 
 

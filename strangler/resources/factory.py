@@ -21,6 +21,7 @@ def _secret(settings_value: object, env_name: str) -> Any:
 
 class StranglerResources(TypedDict):
     postgres: PostgresResource
+    monolith: PostgresResource
     kafka: KafkaResource
     clickhouse: ClickHouseResource
     weaviate: WeaviateResource
@@ -33,6 +34,16 @@ def build_resources(settings: Settings) -> StranglerResources:
             url=settings.postgres_url,
             password=_secret(settings.postgres_password, "STRANGLER_POSTGRES_PASSWORD"),
             pool_size=settings.postgres_pool_size,
+        ),
+        "monolith": PostgresResource(
+            url=settings.source_url or settings.postgres_url,
+            password=(
+                _secret(settings.source_password, "STRANGLER_SOURCE_PASSWORD")
+                if settings.source_url
+                else _secret(settings.postgres_password, "STRANGLER_POSTGRES_PASSWORD")
+            ),
+            pool_size=settings.postgres_pool_size,
+            read_only=True,
         ),
         "kafka": KafkaResource(
             bootstrap_servers=settings.kafka_bootstrap,

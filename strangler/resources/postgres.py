@@ -11,12 +11,20 @@ from psycopg_pool import ConnectionPool
 from pydantic import PrivateAttr
 
 
+def _read_only(conn: psycopg.Connection) -> None:
+    conn.read_only = True
+    conn.execute("SET TIME ZONE 'UTC'")
+    conn.commit()
+
+
 class PostgresResource(dg.ConfigurableResource):
-    """The monolith / event-store database."""
+    """A Postgres database: the estate's own (event store, state), or the monolith (read only)."""
 
     url: str
     password: str | None = None
     pool_size: int = 4
+    read_only: bool = False
+    """Every session read-only and in UTC: how the monolith is read, so it is never written."""
 
     _pool: ConnectionPool | None = PrivateAttr(default=None)
 
@@ -33,8 +41,9 @@ class PostgresResource(dg.ConfigurableResource):
                 min_size=1,
                 max_size=self.pool_size,
                 open=True,
-                name="strangler",
+                name="strangler-monolith" if self.read_only else "strangler",
                 check=ConnectionPool.check_connection,
+                configure=_read_only if self.read_only else None,
             )
         return self._pool
 

@@ -1,11 +1,12 @@
 """Sensors that re-run days: late data (one backfill) and failed blocking checks (retry, then
 file a rollback request).
 
-Late data: a monolith day whose watermark `max(updated_at)` is newer than the start of its
-last successful event-store migration changed after it was migrated. All such days are
-requested as ONE backfill over the whole daily asset graph, through the private
+Late data: a migrated monolith day whose version (per table of the spec: row count,
+max(updated_at), row checksum) differs from the version its last completed event-store
+migration read changed after it was migrated: edited, added to, or deleted from. All such
+days are requested as ONE backfill over the whole daily asset graph, through the private
 `RunRequest.for_asset_graph_subset` (no public API exists; tests pin its behaviour). The
-cursor keeps the watermark requested per day, so a day is requested again only if it changes
+cursor keeps the version requested per day, so a day is requested again only if it changes
 again.
 
 Failed checks: each new failing blocking (or ERROR) check evaluation of day D re-materializes
@@ -16,7 +17,6 @@ the count. Every decision is logged on the tick.
 
 import json
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -32,43 +32,46 @@ from strangler.migration.partition_run import MIGRATION
 from strangler.partitions import daily_partitions
 from strangler.resources.postgres import PostgresResource
 from strangler.settings import get_settings
+from strangler.spec import EstateSpec, current_spec
 
 _SETTINGS = get_settings()
 BACKFILL_TAG = "strangler/backfill_reason"
 
 
-def day_watermarks(conn: psycopg.Connection[Any]) -> dict[str, datetime]:
-    """Per day: the newest updated_at over every monolith table."""
-    out: dict[str, datetime] = {}
-    for table in source.TABLES:
-        for day, (_count, mark) in source.day_watermarks(conn, table).items():
-            if mark is not None and (day not in out or mark > out[day]):
-                out[day] = mark
-    return out
+def partition_versions(conn: psycopg.Connection[Any], spec: EstateSpec) -> dict[str, str]:
+    """Per partition key: the monolith's version now, over every table of the spec."""
+    marks: dict[str, dict[str, source.DayMark]] = {}
+    for aggregate in spec.aggregates:
+        for key, mark in source.day_marks(conn, spec, aggregate).items():
+            marks.setdefault(key, {})[aggregate.source.table] = mark
+    return {key: source.partition_version(by_table) for key, by_table in marks.items()}
 
 
-def migrated_at(conn: psycopg.Connection[Any]) -> dict[str, datetime]:
-    """Per day: start of the last successful (not dry) event-store migration run."""
+def migrated_versions(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    """Per partition key: the monolith's version its last completed migration read."""
     rows = conn.execute(
-        "SELECT partition_key, max(started_at) FROM migration_state.migration_runs"
-        " WHERE migration = %s AND status = 'succeeded' AND NOT dry_run GROUP BY 1",
+        "SELECT partition_key, position ->> 'source_version'"
+        " FROM migration_state.migration_checkpoints"
+        " WHERE migration = %s AND position ->> 'status' = 'completed'",
         (MIGRATION,),
     ).fetchall()
-    return {str(k): v for k, v in rows}
+    return {str(k): str(v or "") for k, v in rows}
 
 
 def changed_days(
-    watermarks: dict[str, datetime], migrated: dict[str, datetime], requested: dict[str, str]
+    current: dict[str, str], migrated: dict[str, str], requested: dict[str, str]
 ) -> list[str]:
-    """Migrated days whose watermark moved past the migration and was not requested yet."""
+    """Migrated days whose rows changed (edited, added or deleted) and were not requested yet.
+
+    A day whose rows were all deleted has no current version, which differs too.
+    """
     valid = set(daily_partitions.get_partition_keys())
     return sorted(
         day
-        for day, mark in watermarks.items()
-        if day in migrated
-        and day in valid
-        and mark > migrated[day]
-        and requested.get(day) != mark.isoformat()
+        for day, version in migrated.items()
+        if day in valid
+        and current.get(day, "") != version
+        and requested.get(day) != current.get(day, "")
     )
 
 
@@ -95,27 +98,29 @@ def backfill_request(asset_graph: Any, days: list[str], reason: str) -> dg.RunRe
     description="Backfill days whose monolith rows changed after they were migrated.",
 )
 def late_data_backfill_sensor(
-    context: dg.SensorEvaluationContext, postgres: PostgresResource
+    context: dg.SensorEvaluationContext, postgres: PostgresResource, monolith: PostgresResource
 ) -> dg.SensorResult | dg.SkipReason:
     requested: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    with postgres.connection() as conn:
-        watermarks = day_watermarks(conn)
-        migrated = migrated_at(conn)
+    with monolith.connection() as conn:
+        current = partition_versions(conn, current_spec())
         conn.rollback()
-    days = changed_days(watermarks, migrated, requested)
+    with postgres.connection() as conn:
+        migrated = migrated_versions(conn)
+        conn.rollback()
+    days = changed_days(current, migrated, requested)
     if not days:
         return dg.SkipReason(f"no late data in {len(migrated)} migrated days")
     for day in days:
         context.log.info(
-            f"late data in {day}: watermark {watermarks[day].isoformat()} is after the last"
-            f" migration started {migrated[day].isoformat()}; backfilling"
+            f"late data in {day}: the monolith now reads {current.get(day) or 'no rows'!r},"
+            f" the last migration read {migrated[day]!r}; backfilling"
         )
     repo = context.repository_def
     assert repo is not None, (
         "the sensor needs its definitions (build_sensor_context(definitions=...))"
     )
     request = backfill_request(repo.asset_graph, days, "late_data")
-    requested.update({d: watermarks[d].isoformat() for d in days})
+    requested.update({d: current.get(d, "") for d in days})
     return dg.SensorResult(run_requests=[request], cursor=json.dumps(requested, sort_keys=True))
 
 

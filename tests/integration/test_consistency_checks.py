@@ -467,6 +467,7 @@ def test_partitioned_asset_checks_in_dagster(built: BuiltDay) -> None:
             tags={"dagster/partition": KEY},
             resources={
                 "postgres": PostgresResource(url=built.url),
+                "monolith": PostgresResource(url=built.url, read_only=True),
                 "clickhouse": built.clickhouse,
                 "kafka": built.kafka,
             },

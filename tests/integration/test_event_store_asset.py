@@ -19,7 +19,11 @@ def test_materialize_one_day_and_rerun(postgres_url: str, kafka: KafkaResource) 
     start = date.today() - timedelta(days=5)
     day = (start + timedelta(days=1)).isoformat()
     with seeded_database(postgres_url, days=3, start_day=start) as url:
-        resources = {"postgres": PostgresResource(url=url), "kafka": kafka}
+        resources = {
+            "postgres": PostgresResource(url=url),
+            "monolith": PostgresResource(url=url, read_only=True),
+            "kafka": kafka,
+        }
         with dg.instance_for_test() as instance:
             first = dg.materialize(
                 [event_store_events], partition_key=day, instance=instance, resources=resources
@@ -52,7 +56,9 @@ def test_observation_reports_each_day(postgres_url: str) -> None:
         customers = monolith_sources[0]
         with dg.instance_for_test() as instance:
             result = observe(
-                [customers], instance=instance, resources={"postgres": PostgresResource(url=url)}
+                [customers],
+                instance=instance,
+                resources={"monolith": PostgresResource(url=url, read_only=True)},
             )
             assert result.success
             records = instance.fetch_observations(customers.key, limit=10).records

@@ -27,6 +27,7 @@ ALL = [
     "018_migration_state_tracking",
     "019_consistency_reports",
     "020_rollback_snapshots",
+    "021_partition_keys",
 ]
 SCHEMAS = ("monolith", "eventstore", "microservices", "migration_state", "rollback_snapshots")
 TABLES = {
@@ -65,6 +66,16 @@ def scratch_url(postgres_url: str) -> Iterator[str]:
             )
 
 
+def _columns(url: str, schema: str, table: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = %s",
+            (schema, table),
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
 def _tables(url: str) -> dict[str, set[str]]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
@@ -97,6 +108,8 @@ def test_migrate_status_rollback_all_and_migrate_again(scratch_url: str) -> None
     assert migrate(scratch_url) == []
 
     assert rollback(scratch_url) == [ALL[-1]]
+    assert "partition_key" not in _columns(scratch_url, "eventstore", "events")
+    assert rollback(scratch_url) == ["020_rollback_snapshots"]
     assert "rollback_snapshots" not in _tables(scratch_url)
     assert rollback(scratch_url, to="017_microservices_tracking") == [
         "019_consistency_reports",

@@ -30,6 +30,7 @@ from strangler.migration.topics import (
     progress_topic_spec,
 )
 from strangler.resources.kafka import KafkaResource
+from strangler.spec import current_spec
 from strangler.stack.manager import Stack
 
 from .migration_helpers import START_DAY, seeded_database, small_topic_specs
@@ -154,7 +155,7 @@ def test_oversized_event_goes_to_failed_entities(
         metadata={"partition_day": DAY},
     )
     with psycopg.connect(day_in_store) as conn:
-        EventStore(conn, topic_for=lambda e: topic_for(e, prefixed.topic_prefix)).append_batch(
+        EventStore(conn, topic_for=topic_for(current_spec(), prefixed.topic_prefix)).append_batch(
             [huge]
         )
         conn.commit()

@@ -156,6 +156,7 @@ def built(
         )
         resources = {
             "postgres": PostgresResource(url=url),
+            "monolith": PostgresResource(url=url, read_only=True),
             "kafka": prefixed,
             "clickhouse": patient,
             "weaviate": weaviate_resource,

@@ -27,6 +27,7 @@ from strangler.assets.event_store import event_store_events
 from strangler.assets.kafka_topics import kafka_topics
 from strangler.assets.monolith import monolith_sources
 from strangler.assets.weaviate_collections import weaviate_assets
+from strangler.migration.partition_run import PartitionMigration
 from strangler.resources.factory import build_resources
 from strangler.resources.postgres import PostgresResource
 from strangler.rollback.job import rollback_job
@@ -52,15 +53,8 @@ ASSETS: list[Any] = [
 @pytest.fixture(scope="module")
 def url(postgres_url: str) -> Iterator[str]:
     with seeded_database(postgres_url, days=3, scale=0.05, dirty_rate=0.0, start_day=START) as u:
-        with psycopg.connect(u) as conn:
-            for day in DAYS:
-                conn.execute(
-                    "INSERT INTO migration_state.migration_runs"
-                    " (run_id, migration, partition_key, status, code_version, started_at, finished_at)"
-                    " VALUES (%s, 'event_store', %s, 'succeeded', '1', now(), now())",
-                    (uuid.uuid4().hex, day),
-                )
-            conn.commit()
+        for day in DAYS:
+            PartitionMigration(u, day).run()
         yield u
 
 
@@ -69,7 +63,11 @@ def _defs(url: str, *sensors: dg.SensorDefinition) -> dg.Definitions:
         assets=ASSETS,
         jobs=[rollback_job],
         sensors=list(sensors),
-        resources={**build_resources(get_settings()), "postgres": PostgresResource(url=url)},
+        resources={
+            **build_resources(get_settings()),
+            "postgres": PostgresResource(url=url),
+            "monolith": PostgresResource(url=url, read_only=True),
+        },
     )
 
 
@@ -96,7 +94,7 @@ def _tick(
         instance=instance,
         cursor=cursor,
         definitions=defs,
-        resources={"postgres": (defs.resources or {})["postgres"]},
+        resources={k: (defs.resources or {})[k] for k in ("postgres", "monolith")},
     ) as ctx:
         return sensor.evaluate_tick(ctx)
 
@@ -130,6 +128,25 @@ def test_late_data_sensor_requests_changed_days_once_as_one_backfill(url: str) -
         assert {
             p for k in sub.asset_keys for p in sub.get_partitions_subset(k).get_partition_keys()
         } == {DAYS[0]}
+        _delete_one(url, "processing_jobs", DAYS[1])
+        fourth = _tick(late_data_backfill_sensor, defs, instance, third.cursor)
+        assert len(fourth.run_requests) == 1, "a hard delete must be noticed too"
+        sub = fourth.run_requests[0].asset_graph_subset
+        assert sub is not None
+        assert {
+            p for k in sub.asset_keys for p in sub.get_partitions_subset(k).get_partition_keys()
+        } == {DAYS[1]}
+
+
+def _delete_one(url: str, table: str, day: str) -> None:
+    with psycopg.connect(url) as conn:
+        n = conn.execute(
+            f"DELETE FROM monolith.{table} WHERE id = (SELECT max(id) FROM monolith.{table}"  # noqa: S608
+            " WHERE (created_at AT TIME ZONE 'UTC')::date = %s)",
+            (day,),
+        ).rowcount
+        conn.commit()
+    assert n == 1
 
 
 @contextmanager

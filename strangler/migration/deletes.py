@@ -1,0 +1,77 @@
+"""What the event store already knows of a partition's rows: stored states and vanished rows.
+
+Both read the estate's database; only `gone_rows` also asks the monolith (read-only) which
+of the stored rows still exist there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+
+from strangler.migration import source
+from strangler.spec.models import Aggregate
+
+
+def _stream_type(aggregate: Aggregate) -> str:
+    return aggregate.fold_into or aggregate.name
+
+
+def stored_states(
+    conn: psycopg.Connection[Any], aggregate: Aggregate, ids: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Row id -> the state its import and change events carry (rows never migrated: absent)."""
+    if not ids:
+        return {}
+    kinds = [aggregate.event_type("import"), aggregate.event_type("change")]
+    rows = conn.execute(
+        "SELECT metadata ->> 'source_id', event_type, payload FROM eventstore.events"
+        " WHERE aggregate_type = %s AND metadata ->> 'source_table' = %s"
+        " AND metadata ->> 'source_id' = ANY(%s) AND event_type = ANY(%s)"
+        + ("" if aggregate.fold_into else " AND aggregate_id = ANY(%s)")
+        + " ORDER BY aggregate_id, aggregate_version",
+        (
+            _stream_type(aggregate),
+            aggregate.source.table,
+            list(ids),
+            kinds,
+            *(() if aggregate.fold_into else (list(ids),)),
+        ),
+    ).fetchall()
+    states: dict[str, dict[str, Any]] = {}
+    for row_id, _type, payload in rows:
+        states.setdefault(row_id, {}).update(payload)
+    return states
+
+
+def gone_rows(
+    estate: psycopg.Connection[Any],
+    monolith: psycopg.Connection[Any],
+    aggregate: Aggregate,
+    partition_key: str,
+    batch_size: int,
+) -> Iterator[list[tuple[str, str]]]:
+    """Batches of (row id, stream id) migrated in this partition, not deleted, and gone now."""
+    stored = estate.execute(
+        "SELECT DISTINCT e.metadata ->> 'source_id', e.aggregate_id FROM eventstore.events e"
+        " WHERE e.aggregate_type = %s AND e.metadata ->> 'source_table' = %s AND e.partition_key = %s"
+        " AND NOT EXISTS (SELECT 1 FROM eventstore.events d WHERE d.aggregate_type = e.aggregate_type"
+        "  AND d.aggregate_id = e.aggregate_id AND d.event_type = %s"
+        "  AND d.metadata ->> 'source_id' = e.metadata ->> 'source_id')"
+        " ORDER BY 1",
+        (
+            _stream_type(aggregate),
+            aggregate.source.table,
+            partition_key,
+            aggregate.event_type("delete"),
+        ),
+    ).fetchall()
+    estate.commit()
+    for start in range(0, len(stored), batch_size):
+        chunk = [(str(r[0]), str(r[1])) for r in stored[start : start + batch_size]]
+        present = source.existing_keys(monolith, aggregate, [row_id for row_id, _ in chunk])
+        gone = [pair for pair in chunk if pair[0] not in present]
+        if gone:
+            yield gone

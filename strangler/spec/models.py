@@ -1,0 +1,311 @@
+"""The estate spec: one declarative file describing one monolith (plain pydantic, no Dagster).
+
+Every model rejects unknown keys, so a misspelt key is an error with its path, never a
+silently ignored setting. SQL appears in exactly three places, each evaluated by the
+monolith's own Postgres inside the read-only extraction query: a named event's `when`
+predicate, an `at` time expression, and a field's `sql` expression.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
+TYPE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{0,62}$")
+TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+
+JsonKind = Literal[
+    "string",
+    "integer",
+    "number",
+    "decimal",
+    "boolean",
+    "json",
+    "timestamp",
+    "date",
+    "time",
+    "uuid",
+    "bytes",
+    "interval",
+    "array",
+]
+
+
+Identifier = Annotated[str, Field(pattern=IDENTIFIER.pattern, examples=["customer_id"])]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Source(Strict):
+    """Where the aggregate's rows live in the monolith."""
+
+    db_schema: Identifier = Field(default="public", alias="schema", description="Postgres schema.")
+    table: Identifier
+    primary_key: list[Identifier] = Field(
+        min_length=1, description="Primary key columns, in order (composite keys allowed)."
+    )
+    updated_at: Identifier | None = Field(
+        default=None, description="Column bumped on every edit; makes late edits visible."
+    )
+    soft_delete: Identifier | None = Field(
+        default=None, description="Column that, once set (not NULL / true), marks a deleted row."
+    )
+    exclude: list[Identifier] = Field(
+        default_factory=list, description="Columns never carried into events."
+    )
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.db_schema}.{self.table}"
+
+
+class OwnDay(Strict):
+    """The UTC day of the aggregate's own time column."""
+
+    time_column: Identifier
+
+
+class ParentDay(Strict):
+    """The day of the parent aggregate, through the foreign key declared in `parents`."""
+
+    parent: str = Field(description="Aggregate name of the parent whose day this row lives in.")
+
+
+class Reference(Strict):
+    """Reference data without a time column: migrated and checked as a whole."""
+
+    reference: Literal[True] = True
+
+
+Partitioning = OwnDay | ParentDay | Reference
+
+
+class Parent(Strict):
+    """A foreign key to another aggregate; also the rule `orphan_fk` unless `enforce: false`."""
+
+    aggregate: str
+    columns: list[Identifier] = Field(
+        min_length=1, description="Foreign key columns, matching the parent's primary key."
+    )
+    enforce: bool = Field(default=True, description="Fail rows whose parent row does not exist.")
+
+
+class SqlField(Strict):
+    sql: str = Field(min_length=1, description="SQL expression over the row's columns.")
+
+
+FieldSource = Identifier | SqlField
+"""A payload field: a column name, or `{sql: ...}` evaluated by the monolith's Postgres."""
+
+
+class GenericEvent(Strict):
+    """One of the generic events (import, change, delete); `type` renames it."""
+
+    enabled: bool = True
+    type: str | None = Field(default=None, pattern=TYPE_NAME.pattern)
+    change: str | None = Field(
+        default=None, description="Change name in the event id (default: import/change/delete)."
+    )
+    fields: dict[str, FieldSource] | None = Field(
+        default=None, description="Payload fields (default: every column not excluded)."
+    )
+    at: str | None = Field(
+        default=None, description="SQL expression of the event's time (default: see docs)."
+    )
+
+
+class NamedEvent(Strict):
+    """An event emitted while the SQL predicate `when` holds for the row."""
+
+    type: str = Field(pattern=TYPE_NAME.pattern)
+    when: str = Field(min_length=1, description="SQL boolean expression over the row.")
+    at: str = Field(min_length=1, description="SQL expression giving the event's time.")
+    change: str | None = Field(default=None, description="Change name in the event id.")
+    identity: list[Identifier] = Field(
+        default_factory=list,
+        description="Columns whose values make each occurrence distinct (e.g. [status]).",
+    )
+    fields: dict[str, FieldSource] | None = None
+
+
+class Events(Strict):
+    import_: GenericEvent = Field(default_factory=GenericEvent, alias="import")
+    change: GenericEvent = Field(default_factory=GenericEvent)
+    delete: GenericEvent = Field(default_factory=GenericEvent)
+    named: list[NamedEvent] = Field(default_factory=list)
+    schema_version: int = Field(default=1, ge=1, description="Bump when rules or fields change.")
+
+
+class ColumnRules(Strict):
+    """Rules and type override of one column; each failing row lands in failed_entities."""
+
+    required: bool = False
+    min: float | None = None
+    max: float | None = None
+    json_: bool = Field(default=False, alias="json", description="Text that must parse as JSON.")
+    no_control_chars: bool = False
+    not_future: bool = False
+    as_: JsonKind | None = Field(default=None, alias="as", description="Override the JSON type.")
+
+
+class Aggregate(Strict):
+    name: str = Field(pattern=TYPE_NAME.pattern, description="Aggregate type, e.g. Order.")
+    source: Source
+    partitioning: Partitioning
+    topic: str | None = Field(
+        default=None,
+        pattern=TOPIC_NAME.pattern,
+        description="Kafka topic (without the settings' prefix); folded aggregates use the parent's.",
+    )
+    parents: list[Parent] = Field(default_factory=list)
+    fold_into: str | None = Field(
+        default=None, description="Parent aggregate whose stream also carries these events."
+    )
+    events: Events = Field(default_factory=Events)
+    columns: dict[Identifier, ColumnRules] = Field(default_factory=dict)
+    unique: list[list[Identifier]] = Field(
+        default_factory=list, description="Natural keys; later rows with the same key fail."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Aggregate:
+        parents = {p.aggregate for p in self.parents}
+        if isinstance(self.partitioning, ParentDay) and self.partitioning.parent not in parents:
+            raise ValueError(
+                f"partitioning.parent {self.partitioning.parent!r} is not one of parents {sorted(parents)}"
+            )
+        if self.fold_into is not None and self.fold_into not in parents:
+            raise ValueError(
+                f"fold_into {self.fold_into!r} is not one of parents {sorted(parents)}"
+            )
+        types = [e.type for e in self.events.named]
+        if len(types) != len(set(types)):
+            raise ValueError(f"named event types repeat: {types}")
+        return self
+
+    def event_type(self, kind: Literal["import", "change", "delete"]) -> str:
+        """The generic event's type: the spec's name, else e.g. OrderImported."""
+        declared = {
+            "import": self.events.import_,
+            "change": self.events.change,
+            "delete": self.events.delete,
+        }[kind].type
+        suffix = {"import": "Imported", "change": "Changed", "delete": "Deleted"}[kind]
+        return declared or f"{self.name}{suffix}"
+
+    @property
+    def is_reference(self) -> bool:
+        return isinstance(self.partitioning, Reference)
+
+    @property
+    def event_types(self) -> list[str]:
+        """Every event type the aggregate emits: enabled generic ones, then named ones."""
+        return _event_types(self)
+
+    def parent(self, name: str) -> Parent:
+        return next(p for p in self.parents if p.aggregate == name)
+
+
+class Estate(Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")
+    first_partition: date | None = Field(
+        default=None, description="First partition day (default: the oldest row's day)."
+    )
+
+
+class EstateSpec(Strict):
+    """The whole spec. Aggregates are migrated in the order given: parents first."""
+
+    version: Literal[1] = 1
+    estate: Estate
+    aggregates: list[Aggregate] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> EstateSpec:
+        seen: set[str] = set()
+        tables: set[str] = set()
+        for aggregate in self.aggregates:
+            if aggregate.name in seen:
+                raise ValueError(f"aggregate {aggregate.name!r} is declared twice")
+            if aggregate.source.qualified in tables:
+                raise ValueError(f"table {aggregate.source.qualified} is declared twice")
+            for parent in aggregate.parents:
+                if parent.aggregate not in seen:
+                    raise ValueError(
+                        f"{aggregate.name}: parent {parent.aggregate!r} must be declared before it"
+                    )
+            seen.add(aggregate.name)
+            tables.add(aggregate.source.qualified)
+        names = [a.source.table for a in self.aggregates]
+        if len(names) != len(set(names)):
+            raise ValueError(f"table names repeat across schemas: {names} (event ids use them)")
+        topics = [a.topic for a in self.aggregates if a.fold_into is None]
+        if len(topics) != len(set(topics)):
+            raise ValueError(f"topics repeat: {topics}; fold an aggregate into another instead")
+        for aggregate in self.aggregates:
+            if aggregate.fold_into and aggregate.topic not in (
+                None,
+                self.topic_of(aggregate.fold_into),
+            ):
+                raise ValueError(
+                    f"{aggregate.name} folds into {aggregate.fold_into}: its topic is"
+                    f" {self.topic_of(aggregate.fold_into)!r}, not {aggregate.topic!r}"
+                )
+        event_types = [t for a in self.aggregates for t in _event_types(a)]
+        repeated = sorted({t for t in event_types if event_types.count(t) > 1})
+        if repeated:
+            raise ValueError(f"event types declared by more than one aggregate: {repeated}")
+        return self
+
+    def topic_of(self, name: str) -> str:
+        """The topic of an aggregate's stream (a folded aggregate's is its parent's)."""
+        aggregate = self.aggregate(name)
+        if aggregate.fold_into:
+            return self.topic_of(aggregate.fold_into)
+        assert aggregate.topic is not None
+        return aggregate.topic
+
+    def aggregate(self, name: str) -> Aggregate:
+        for aggregate in self.aggregates:
+            if aggregate.name == name:
+                return aggregate
+        raise KeyError(f"no aggregate {name!r}; the spec has {[a.name for a in self.aggregates]}")
+
+    def by_table(self, table: str) -> Aggregate:
+        for aggregate in self.aggregates:
+            if table in (aggregate.source.table, aggregate.source.qualified):
+                return aggregate
+        raise KeyError(f"no aggregate reads table {table!r}")
+
+    @property
+    def daily(self) -> list[Aggregate]:
+        return [a for a in self.aggregates if not a.is_reference]
+
+    @property
+    def reference(self) -> list[Aggregate]:
+        return [a for a in self.aggregates if a.is_reference]
+
+    @property
+    def topics(self) -> dict[str, str]:
+        """Stream type (aggregate not folded into another) -> topic, without the prefix."""
+        return {a.name: self.topic_of(a.name) for a in self.aggregates if a.fold_into is None}
+
+
+def _event_types(aggregate: Aggregate) -> list[str]:
+    events = aggregate.events
+    generic = [
+        aggregate.event_type(kind)  # type: ignore[arg-type]
+        for kind, spec in (
+            ("import", events.import_),
+            ("change", events.change),
+            ("delete", events.delete),
+        )
+        if spec.enabled
+    ]
+    return [*generic, *(n.type for n in events.named)]

@@ -1,0 +1,134 @@
+"""The test shop: a second monolith schema unlike the sample, its spec and its generator."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+HERE = Path(__file__).parent
+SCHEMA_SQL = HERE / "schema.sql"
+SPEC = HERE / "strangler.yaml"
+COUNTRIES = [("NL", "Netherlands", "21.00"), ("DE", "Germany", "19.00"), ("FR", "France", "20.00")]
+NAMESPACE = uuid.UUID("0b0e7a52-6f4e-4d2b-9a55-5f0c2f3d1e01")
+
+
+@dataclass
+class ShopDirt:
+    """Where the generator planted each bad row: (table, aggregate id) -> (rule, column)."""
+
+    rows: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+
+    def add(self, table: str, key: str, rule: str, column: str) -> None:
+        self.rows[(table, key)] = (rule, column)
+
+
+def account_id(n: int) -> uuid.UUID:
+    return uuid.uuid5(NAMESPACE, f"account-{n}")
+
+
+def create_schema(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(SCHEMA_SQL.read_text())
+
+
+def seed_shop(
+    conn: psycopg.Connection[Any],
+    *,
+    start_day: date,
+    days: int = 3,
+    accounts_per_day: int = 12,
+    dirty: bool = True,
+    now: datetime,
+    seed: int = 7,
+) -> ShopDirt:
+    """Create the schema and a deterministic shop; return where the dirt is."""
+    rng = random.Random(seed)
+    dirt = ShopDirt()
+    create_schema(conn)
+    conn.cursor().executemany(
+        "INSERT INTO shop.countries (code, name, vat_rate) VALUES (%s, %s, %s)", COUNTRIES
+    )
+    n = 0
+    for d in range(days):
+        day = start_day + timedelta(days=d)
+        for i in range(accounts_per_day):
+            n += 1
+            at = datetime.combine(day, time(1), tzinfo=UTC) + timedelta(minutes=97 * i)
+            account = account_id(n)
+            email = f"user{n}@shop.test"
+            name = f"User {n}"
+            country = COUNTRIES[n % len(COUNTRIES)][0]
+            tier = ("free", "plus", "business")[n % 3]
+            deleted = at + timedelta(hours=2) if n % 11 == 0 else None
+            kind = (n % 7) if dirty else -1
+            if kind == 1:
+                email = None
+                dirt.add("accounts", str(account), "null_required", "email")
+            elif kind == 2:
+                name = f"User\x07{n}"
+                dirt.add("accounts", str(account), "control_chars", "display_name")
+            elif kind == 3 and n > 3:
+                email = f"user{n - 3}@shop.test"
+                later = max(account, account_id(n - 3))
+                dirt.add("accounts", str(later), "duplicate_natural_key", "email")
+            elif kind == 4:
+                country = "XX"
+                dirt.add("accounts", str(account), "orphan_fk", "country_code")
+            conn.execute(
+                "INSERT INTO shop.accounts (id, email, display_name, tier, country_code, settings,"
+                " signed_up_at, modified_at, deleted_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    account,
+                    email,
+                    name,
+                    tier,
+                    country,
+                    psycopg.types.json.Jsonb({"newsletter": n % 2 == 0, "n": n}),
+                    at,
+                    at + timedelta(minutes=5),
+                    deleted,
+                ),
+            )
+            for order_no in range(1, 1 + rng.randint(1, 3)):
+                placed = at + timedelta(minutes=10 * order_no)
+                total = Decimal(rng.randint(100, 99_999)) / 100
+                status = ("placed", "paid", "shipped", "cancelled")[rng.randint(0, 3)]
+                shipped = placed + timedelta(hours=3) if status == "shipped" else None
+                order_key = f"{account}|{order_no}"
+                if dirty and order_no == 2 and n % 5 == 0:
+                    total = Decimal("-1.00")
+                    dirt.add("orders", order_key, "out_of_range", "total")
+                if dirty and order_no == 1 and n % 4 == 0 and shipped is not None:
+                    shipped = now + timedelta(days=30)
+                    dirt.add("orders", order_key, "future_timestamp", "shipped_at")
+                conn.execute(
+                    "INSERT INTO shop.orders (account_id, order_no, placed_at, status, total,"
+                    " shipped_at, tags) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (account, order_no, placed, status, total, shipped, ["web", f"n{n}"]),
+                )
+                for line_no in range(1, 1 + rng.randint(1, 4)):
+                    quantity: int | None = rng.randint(1, 5)
+                    if dirty and line_no == 2 and (n + order_no) % 6 == 0:
+                        quantity = 0
+                        dirt.add(
+                            "order_lines", f"{order_key}|{line_no}", "out_of_range", "quantity"
+                        )
+                    conn.execute(
+                        "INSERT INTO shop.order_lines (account_id, order_no, line_no, sku, quantity,"
+                        " unit_price) VALUES (%s, %s, %s, %s, %s, %s)",
+                        (
+                            account,
+                            order_no,
+                            line_no,
+                            f"SKU-{rng.randint(1, 50):03d}",
+                            quantity,
+                            Decimal(rng.randint(50, 5_000)) / 100,
+                        ),
+                    )
+    return dirt
