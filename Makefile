@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv stack demo test lint typecheck down status ui browser
+.PHONY: venv stack demo test lint typecheck imports down status ui browser
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,7 @@ browser:
 ui: stack
 	$(BIN)/strangler ui
 
-test: stack browser
+test: lint typecheck imports stack browser
 	$(BIN)/pytest -ra --junitxml=artifacts/junit.xml tests
 
 lint: venv
@@ -42,6 +42,9 @@ lint: venv
 
 typecheck: venv
 	$(BIN)/mypy strangler
+
+imports: venv
+	$(BIN)/lint-imports
 
 status: venv
 	$(BIN)/strangler stack status

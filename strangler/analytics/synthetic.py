@@ -20,8 +20,8 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from strangler.migration.events import TOPICS
+from strangler.migration.kafka_clients import KafkaClients
 from strangler.migration.kafka_records import EventRecord, OffsetRange, envelope, headers
-from strangler.resources.kafka import KafkaResource
 
 _NS = uuid.UUID("6f1c1a52-5d0e-4c1e-9a55-0c8f6a1b2c3d")
 SERVICES = ("ocr", "classification", "thumbnail")
@@ -215,7 +215,7 @@ def create_topics(admin: AdminClient, topics: Sequence[str], partitions: int = 3
 
 
 def publish_day(
-    kafka: KafkaResource,
+    kafka: KafkaClients,
     events: Iterable[Event],
     day: date,
     *,

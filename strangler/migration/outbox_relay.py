@@ -30,6 +30,7 @@ from tenacity import (
 )
 
 from strangler.migration import run_log
+from strangler.migration.kafka_clients import KafkaClients
 from strangler.migration.kafka_records import SOURCE
 from strangler.migration.relay_progress import (
     TopicProgress,
@@ -37,7 +38,6 @@ from strangler.migration.relay_progress import (
     read_progress,
     reader_group,
 )
-from strangler.resources.kafka import KafkaResource
 
 MIGRATION = "kafka"
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class DayRelay:
     def __init__(
         self,
         conninfo: str,
-        kafka: KafkaResource,
+        kafka: KafkaClients,
         partition_key: str,
         topics: Sequence[str],
         progress_topic: str,

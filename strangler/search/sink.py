@@ -47,8 +47,8 @@ from weaviate.exceptions import WeaviateBaseError, WeaviateInsertManyAllFailedEr
 
 from strangler.migration.day_events import read_day_from_store
 from strangler.migration.events import TOPICS
+from strangler.migration.kafka_clients import KafkaClients
 from strangler.migration.kafka_records import OffsetsGone, load_offset_ranges, read_ranges
-from strangler.resources.kafka import KafkaResource
 from strangler.search import tracking
 from strangler.search.embedding_cache import CachedEncoder, EncodeStats
 from strangler.search.objects import DayFold, SearchObject, Skipped
@@ -147,7 +147,7 @@ class DayResult:
 
 def read_day(
     conn: psycopg.Connection[Any],
-    kafka: KafkaResource | None,
+    kafka: KafkaClients | None,
     day: str,
     consumer_group: str = CONSUMER_GROUP,
 ) -> DayRead:
@@ -164,7 +164,7 @@ def read_day(
 
 def _read_day(
     conn: psycopg.Connection[Any],
-    kafka: KafkaResource | None,
+    kafka: KafkaClients | None,
     day: str,
     consumer_group: str,
     fold: DayFold,
@@ -632,7 +632,7 @@ def run_day(
     conn: psycopg.Connection[Any],
     client: weaviate.WeaviateClient,
     encoder: CachedEncoder,
-    kafka: KafkaResource | None,
+    kafka: KafkaClients | None,
     day: str,
     run_id: str,
     options: SinkOptions,
@@ -670,7 +670,7 @@ def _run_day(
     conn: psycopg.Connection[Any],
     client: weaviate.WeaviateClient,
     encoder: CachedEncoder,
-    kafka: KafkaResource | None,
+    kafka: KafkaClients | None,
     day: str,
     run_id: str,
     options: SinkOptions,

@@ -1,0 +1,1 @@
+"""ClickHouse analytics sink: Kafka day -> events table, current state and views."""
