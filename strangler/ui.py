@@ -24,6 +24,7 @@ from typing import Annotated
 import httpx
 import typer
 
+from strangler.cli_errors import UNAVAILABLE
 from strangler.settings import Settings, get_settings
 
 CODE_LOCATION = "strangler"
@@ -288,27 +289,72 @@ def running_ui(
         ui.stop()
 
 
+class UIUnavailable(typer.TyperException):
+    """The webserver or daemon did not come up or died: one line, exit 3."""
+
+    exit_code = UNAVAILABLE
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+"""Besides Ctrl-C (SIGINT): a supervisor's or `kill`'s SIGTERM, a closed terminal's SIGHUP."""
+
+
+class Stopped(SystemExit):
+    """Raised by a stop signal, so `finally` stops the children; exit status 128 + signal."""
+
+
+def _raise_stopped(signum: int, _frame: object) -> None:
+    raise Stopped(128 + signum)
+
+
+@contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """While the UI runs, every ordinary termination signal unwinds the stack like Ctrl-C.
+
+    The webserver and daemon run in their own sessions (so Ctrl-C in the terminal reaches us,
+    not them, and we stop them in order); the price is that no signal reaches them unless we
+    pass it on, which is what unwinding into `DagsterUI.stop()` does.
+    """
+    previous = {sig: signal.signal(sig, _raise_stopped) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def ui_command(
     port: Annotated[
         int | None, typer.Option("--port", "-p", help="Port (default STRANGLER_UI_PORT, 3030).")
     ] = None,
     host: Annotated[str | None, typer.Option("--host", help="Interface to bind.")] = None,
 ) -> None:
-    """Start the Dagster UI (webserver + daemon) on the stack's instance; Ctrl-C stops both."""
+    """Start the Dagster UI (webserver + daemon) on the stack's instance; Ctrl-C, SIGTERM or
+    SIGHUP stops both."""
     settings = get_settings()
     try:
-        ui = start_ui(settings, host=host, port=port)
+        with stop_signals_raise():
+            _serve(settings, host, port)
+    except Stopped:
+        typer.echo("stopped the Dagster UI (signal)", err=True)
+        raise
+
+
+def _serve(settings: Settings, host: str | None, port: int | None) -> None:
+    """Start both processes, wait until one dies or we are told to stop, then stop both."""
+    try:
+        ui = start_ui(settings, host=host, port=port)  # stops what it started if interrupted
     except UIError as exc:
-        typer.echo(f"strangler ui: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        raise UIUnavailable(str(exc)) from exc
     typer.echo(f"Dagster UI: {ui.url}  (DAGSTER_HOME={ui.dagster_home}, logs in {ui.log_dir})")
     typer.echo("Ctrl-C stops the webserver and the daemon.")
     try:
         while ui.alive():
             time.sleep(1.0)
-        typer.echo(f"a Dagster process exited; see {ui.log_dir}", err=True)
-        raise typer.Exit(1)
+        raise UIUnavailable(f"a Dagster process exited; see {ui.log_dir}")
     except KeyboardInterrupt:
-        typer.echo("stopping the Dagster UI ...")
+        typer.echo("stopping the Dagster UI ...", err=True)
     finally:
+        for sig in STOP_SIGNALS:  # a second signal must not cut the stop short
+            signal.signal(sig, signal.SIG_IGN)
         ui.stop()

@@ -22,22 +22,18 @@ from __future__ import annotations
 import re
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 
 from strangler.settings import Settings
-from strangler.stack.dagster_home import write_dagster_home
 from strangler.stack.manager import Stack
 from strangler.ui import DagsterUI, free_port, running_ui
-from tests.integration.migration_helpers import seeded_database, with_database
+from tests.integration.migration_helpers import seeded_database
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="Playwright for Python is not installed (see the README)"
@@ -79,24 +75,6 @@ def seeded_url(stack: Stack, settings: Settings) -> Iterator[str]:
         settings.postgres_url, start_day=SEED_START, days=SEED_DAYS, scale=0.05
     ) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def dagster_home(stack: Stack, settings: Settings) -> Iterator[Path]:
-    """The stack's dagster.yaml, pointed at a throwaway `dagster_<uuid>` database."""
-    name = f"dagster_{uuid.uuid4().hex[:12]}"
-    admin = with_database(settings.postgres_url, "postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        with tempfile.TemporaryDirectory(prefix="strangler-ui-") as tmp:
-            isolated = settings.model_copy(update={"home": Path(tmp), "dagster_postgres_db": name})
-            yield write_dagster_home(isolated)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 @pytest.fixture(scope="module")
