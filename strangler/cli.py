@@ -243,12 +243,14 @@ def _mount_optional() -> None:
     from strangler.db.cli import db_app
     from strangler.rollback.cli import rollback_app
     from strangler.sample.cli import seed_command
+    from strangler.spec.cli import spec_app
     from strangler.ui import ui_command
 
     app.add_typer(db_app, name="db")
     app.add_typer(migrate_app, name="migrate")
     app.add_typer(check_app, name="check")
     app.add_typer(rollback_app, name="rollback")
+    app.add_typer(spec_app, name="spec")
     app.command("seed")(seed_command)
     app.command("ui")(ui_command)
 

@@ -84,9 +84,12 @@ def parse_spec_lines(text: str, path: str = "<spec>") -> tuple[EstateSpec, Lines
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data: Any = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
+        mark, context = exc.problem_mark, exc.context_mark
         line = mark.line + 1 if mark is not None else None
-        raise SpecError([SpecProblem(path, line, "", f"not valid YAML: {exc.problem}")]) from exc
+        message = f"not valid YAML: {exc.problem}"
+        if exc.context and context is not None and context.line + 1 != line:
+            message += f" ({exc.context} on line {context.line + 1})"
+        raise SpecError([SpecProblem(path, line, "", message)]) from exc
     except yaml.YAMLError as exc:  # e.g. ReaderError: a control character in the file
         line = text.count("\n", 0, getattr(exc, "position", 0)) + 1
         reason = str(exc).splitlines()[0]
