@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     relay_transaction_size: int = Field(
         default=20_000, ge=1, description="Events per Kafka transaction (the checkpoint interval)."
     )
+    dry_run: bool = Field(
+        default=False, description="Default of every migration's dry run: validate, write nothing."
+    )
     snapshot_every: int = Field(
         default=50, ge=1, description="Event-store snapshot every N versions."
     )

@@ -1,6 +1,5 @@
 """`event_store/events`: one day of monolith rows as validated domain events + outbox rows."""
 
-import os
 from datetime import date
 
 import dagster as dg
@@ -12,22 +11,24 @@ from strangler.migration.partition_run import PartitionMigration, RunOptions
 from strangler.partitions import daily_partitions
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
+from strangler.settings import get_settings
 from strangler.spec import EstateSpec, current_spec
 
 CODE_VERSION = "1"
-
-
-def _dry_run_default() -> bool:
-    return os.environ.get("DRY_RUN", "").lower() in {"1", "true", "yes"}
+_settings = get_settings()
 
 
 class EventStoreMigrationConfig(dg.Config):
     dry_run: bool = Field(
-        default=_dry_run_default(),
-        description="Validate and count only; nothing is written (default from DRY_RUN).",
+        default=_settings.dry_run,
+        description="Validate and count only; nothing is written (default: STRANGLER_DRY_RUN).",
     )
     batch_size: int = Field(default=2_000, ge=1, description="Source rows per transaction.")
-    snapshot_every: int = Field(default=50, ge=1, description="Snapshot every N versions.")
+    snapshot_every: int = Field(
+        default=_settings.snapshot_every,
+        ge=1,
+        description="Snapshot every N versions (default: STRANGLER_SNAPSHOT_EVERY).",
+    )
 
 
 def build_event_store_asset(spec: EstateSpec) -> dg.AssetsDefinition:

@@ -3,7 +3,6 @@
 import dagster as dg
 from pydantic import Field
 
-from strangler.assets.event_store import _dry_run_default
 from strangler.assets.monolith import OWNERS
 from strangler.assets.policies import freshness_policy
 from strangler.migration.events import TOPICS
@@ -24,7 +23,8 @@ def kafka_topic_key(topic: str) -> dg.AssetKey:
 
 class OutboxRelayConfig(dg.Config):
     dry_run: bool = Field(
-        default=_dry_run_default(), description="Count what would be sent; publish nothing."
+        default=_settings.dry_run,
+        description="Count what would be sent; publish nothing (default: STRANGLER_DRY_RUN).",
     )
     workers: int = Field(
         default=_settings.relay_workers, ge=1, description="Topics published in parallel."

@@ -215,7 +215,11 @@ class Aggregate(Strict):
 class Estate(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")
     first_partition: date | None = Field(
-        default=None, description="First partition day (default: the oldest row's day)."
+        default=None,
+        description=(
+            "First daily partition: the oldest row's day (`strangler spec init` reads it from"
+            " the data). Required when any aggregate is partitioned by day."
+        ),
     )
 
 
@@ -242,6 +246,11 @@ class EstateSpec(Strict):
                     )
             seen.add(aggregate.name)
             tables.add(aggregate.source.qualified)
+        if self.estate.first_partition is None and self.daily:
+            raise ValueError(
+                "estate.first_partition is required when aggregates are partitioned by day:"
+                " set it to the oldest row's day (fixed, so the partition set never shifts)"
+            )
         names = [a.source.table for a in self.aggregates]
         if len(names) != len(set(names)):
             raise ValueError(f"table names repeat across schemas: {names} (event ids use them)")
