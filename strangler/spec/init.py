@@ -56,7 +56,7 @@ def singular(word: str) -> str:
     for plural, one in (("shes", "sh"), ("uses", "us")):
         if lower.endswith(plural) and len(word) > len(plural) + 1:
             return word[: -len(plural)] + one
-    if lower.endswith("s") and not lower.endswith(("ss", "us", "is")) and len(word) > 2:
+    if lower.endswith("s") and not lower.endswith(("ss", "us", "is")) and len(word) > 3:
         return word[:-1]
     return word
 
@@ -109,6 +109,7 @@ class _Draft:
     partitioning: str = "{reference: true}"
     why: str = ""
     dated: bool = False
+    day_parent: str | None = None
 
 
 def _drafts(catalog: Catalog, schemas: Sequence[str]) -> tuple[list[_Draft], list[str]]:
@@ -232,7 +233,8 @@ def _partition(draft: _Draft, drafts: dict[tuple[str, str], _Draft]) -> None:
         return
     dated = [p for p, _ in draft.parents if by_name[p].dated]
     if dated:
-        draft.partitioning = f"{{parent: {dated[0]}}}"
+        draft.partitioning = f"{{parent: {_scalar(dated[0])}}}"
+        draft.day_parent = dated[0]
         draft.why = f"parent's day: no time column of its own; a foreign key to dated {dated[0]}"
         draft.dated = True
         return
@@ -289,7 +291,7 @@ def _aggregate(draft: _Draft) -> list[str]:
         ),
         None,
     )
-    out = [f"  - name: {draft.name}", "    source:"]
+    out = [f"  - name: {_scalar(draft.name)}", "    source:"]
     out.append(f"      schema: {_scalar(table.schema)}")
     out.append(f"      table: {_scalar(table.name)}")
     out.append(f"      primary_key: {_flow(draft.key)}")
@@ -308,10 +310,12 @@ def _aggregate(draft: _Draft) -> list[str]:
     out.append(f"    topic: {_scalar(_topic(table))}")
     if draft.parents:
         out.append("    parents:")
-        out += [f"      - {{aggregate: {p}, columns: {_flow(c)}}}" for p, c in draft.parents]
+        out += [
+            f"      - {{aggregate: {_scalar(p)}, columns: {_flow(c)}}}" for p, c in draft.parents
+        ]
     out += [f"    # {note}" for note in draft.notes]
-    if draft.partitioning.startswith("{parent:"):
-        parent = draft.partitioning.removeprefix("{parent: ").rstrip("}")
+    if draft.day_parent:
+        parent = _scalar(draft.day_parent)
         out.append(f"    # fold_into: {parent}  # its events in {parent}'s stream (drop `topic`)")
     out += _event_hint(draft)
     skip = set(draft.key) | {c.name for c in unmappable}
