@@ -6,8 +6,8 @@ import dagster as dg
 from dagster_k8s import k8s_job_executor
 
 from strangler.assets.clickhouse_tables import clickhouse_assets
-from strangler.assets.event_store import event_store_events
-from strangler.assets.kafka_topics import kafka_topics
+from strangler.assets.event_store import event_store_events, event_store_reference
+from strangler.assets.kafka_topics import kafka_reference_topics, kafka_topics
 from strangler.assets.monolith import monolith_sources
 from strangler.assets.weaviate_collections import weaviate_assets, weaviate_checks
 from strangler.checks.consistency import check_sensors, consistency_checks
@@ -34,7 +34,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         assets=[
             *monolith_sources,
             event_store_events,
+            *([event_store_reference] if event_store_reference else []),
             kafka_topics,
+            *([kafka_reference_topics] if kafka_reference_topics else []),
             *clickhouse_assets,
             *weaviate_assets,
         ],

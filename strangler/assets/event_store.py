@@ -1,13 +1,12 @@
 """`event_store/events`: one day of monolith rows as validated domain events + outbox rows."""
 
-from datetime import date
-
 import dagster as dg
 from pydantic import Field
 
 from strangler.assets.monolith import OWNERS, monolith_key
 from strangler.assets.policies import freshness_policy
 from strangler.migration.partition_run import PartitionMigration, RunOptions
+from strangler.migration.source import REFERENCE
 from strangler.partitions import daily_partitions
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
@@ -31,6 +30,56 @@ class EventStoreMigrationConfig(dg.Config):
     )
 
 
+def migrate_partition(
+    context: dg.AssetExecutionContext,
+    spec: EstateSpec,
+    partition_key: str,
+    config: EventStoreMigrationConfig,
+    postgres: PostgresResource,
+    monolith: PostgresResource,
+    kafka: KafkaResource,
+) -> dg.MaterializeResult:
+    """Run one partition's migration and describe it as the materialization's metadata."""
+    result = PartitionMigration(
+        postgres.conninfo(),
+        partition_key,
+        spec=spec,
+        source_conninfo=monolith.conninfo(),
+        run_id=context.run.run_id,
+        options=RunOptions(
+            batch_size=config.batch_size,
+            dry_run=config.dry_run,
+            code_version=CODE_VERSION,
+            topic_prefix=kafka.topic_prefix,
+            snapshot_every=config.snapshot_every,
+        ),
+        report=context.log.info,
+    ).run()
+    if result.failed:
+        context.log.warning(
+            f"{result.failed} of {result.source_rows} rows of {partition_key} failed validation: "
+            + ", ".join(f"{rule}={n}" for rule, n in sorted(result.failures_by_rule.items()))
+            + " (see migration_state.failed_entities)"
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "dry_run": result.dry_run,
+            "source_rows": result.source_rows,
+            "migrated": result.migrated,
+            "failed": result.failed,
+            "skipped": result.skipped,
+            "deleted": result.deleted,
+            "events_written": result.events_written,
+            "events_already_stored": result.events_existing,
+            "rows_per_s": dg.FloatMetadataValue(round(result.rate, 1)),
+            "duration_s": dg.FloatMetadataValue(round(result.duration_s, 3)),
+            "failures_by_rule": dg.JsonMetadataValue(result.failures_by_rule),
+            "per_table": dg.JsonMetadataValue(result.per_table),
+            "resumed_from": dg.JsonMetadataValue(result.resumed_from),
+        }
+    )
+
+
 def build_event_store_asset(spec: EstateSpec) -> dg.AssetsDefinition:
     """`event_store/events` for the spec's daily aggregates."""
 
@@ -45,8 +94,8 @@ def build_event_store_asset(spec: EstateSpec) -> dg.AssetsDefinition:
         freshness_policy=freshness_policy(),
         description=(
             "Domain events (with their outbox rows, in the same transaction) for the monolith rows "
-            "created on the partition's day. Deterministic event ids: re-running a day appends "
-            "nothing twice. Dirty rows go to migration_state.failed_entities with the rule broken."
+            "of the partition's day. Deterministic event ids: re-running a day appends nothing "
+            "twice. Dirty rows go to migration_state.failed_entities with the rule broken."
         ),
     )
     def event_store_events(
@@ -56,47 +105,44 @@ def build_event_store_asset(spec: EstateSpec) -> dg.AssetsDefinition:
         monolith: PostgresResource,
         kafka: KafkaResource,
     ) -> dg.MaterializeResult:
-        day = date.fromisoformat(context.partition_key)
-        result = PartitionMigration(
-            postgres.conninfo(),
-            day,
-            spec=spec,
-            source_conninfo=monolith.conninfo(),
-            run_id=context.run.run_id,
-            options=RunOptions(
-                batch_size=config.batch_size,
-                dry_run=config.dry_run,
-                code_version=CODE_VERSION,
-                topic_prefix=kafka.topic_prefix,
-                snapshot_every=config.snapshot_every,
-            ),
-            report=context.log.info,
-        ).run()
-        if result.failed:
-            context.log.warning(
-                f"{result.failed} of {result.source_rows} rows of {day} failed validation: "
-                + ", ".join(f"{rule}={n}" for rule, n in sorted(result.failures_by_rule.items()))
-                + " (see migration_state.failed_entities)"
-            )
-        return dg.MaterializeResult(
-            metadata={
-                "dry_run": result.dry_run,
-                "source_rows": result.source_rows,
-                "migrated": result.migrated,
-                "failed": result.failed,
-                "skipped": result.skipped,
-                "events_written": result.events_written,
-                "events_already_stored": result.events_existing,
-                "rows_per_s": dg.FloatMetadataValue(round(result.rate, 1)),
-                "duration_s": dg.FloatMetadataValue(round(result.duration_s, 3)),
-                "failures_by_rule": dg.JsonMetadataValue(result.failures_by_rule),
-                "per_table": dg.JsonMetadataValue(result.per_table),
-                "resumed_from": dg.JsonMetadataValue(result.resumed_from),
-                "deleted": result.deleted,
-            }
+        return migrate_partition(
+            context, spec, context.partition_key, config, postgres, monolith, kafka
         )
 
     return event_store_events
 
 
+def build_reference_asset(spec: EstateSpec) -> dg.AssetsDefinition | None:
+    """`event_store/reference`: reference data (no time column), migrated as a whole."""
+    if not spec.reference:
+        return None
+
+    @dg.asset(
+        key=["event_store", "reference"],
+        deps=[monolith_key(a.source.table) for a in spec.reference],
+        group_name="event_store",
+        kinds={"postgres"},
+        owners=OWNERS,
+        code_version=CODE_VERSION,
+        freshness_policy=freshness_policy(),
+        description=(
+            "Reference data ("
+            + ", ".join(a.name for a in spec.reference)
+            + ") as domain events, all rows at once under the partition key `reference`;"
+            " a change to any row changes the source's data version, so it is noticed."
+        ),
+    )
+    def event_store_reference(
+        context: dg.AssetExecutionContext,
+        config: EventStoreMigrationConfig,
+        postgres: PostgresResource,
+        monolith: PostgresResource,
+        kafka: KafkaResource,
+    ) -> dg.MaterializeResult:
+        return migrate_partition(context, spec, REFERENCE, config, postgres, monolith, kafka)
+
+    return event_store_reference
+
+
 event_store_events = build_event_store_asset(current_spec())
+event_store_reference = build_reference_asset(current_spec())

@@ -1,17 +1,20 @@
 """Kafka topics as daily-partitioned assets, published together from the outbox."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 from pydantic import Field
 
 from strangler.assets.monolith import OWNERS
 from strangler.assets.policies import freshness_policy
-from strangler.migration.events import TOPICS
 from strangler.migration.outbox_relay import DayRelay, RelayOptions
+from strangler.migration.source import REFERENCE
 from strangler.migration.topics import domain_topic_specs, ensure_topics, progress_topic_spec
 from strangler.partitions import daily_partitions
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
 from strangler.settings import get_settings
+from strangler.spec import EstateSpec, current_spec
 
 CODE_VERSION = "1"
 _settings = get_settings()
@@ -37,35 +40,60 @@ class OutboxRelayConfig(dg.Config):
     )
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            key=kafka_topic_key(topic),
-            freshness_policy=freshness_policy(),
-            deps=[dg.AssetKey(["event_store", "events"])],
-            group_name="kafka",
-            kinds={"kafka"},
-            owners=OWNERS,
-            code_version=CODE_VERSION,
-            description=(
-                f"Topic `{topic}` (key = aggregate id). A day is published exactly once for "
-                "read_committed readers; its offsets per Kafka partition are recorded in "
-                "migration_state.kafka_offset_ranges."
-            ),
-            skippable=True,
-        )
-        for topic in TOPICS.values()
-    ],
-    partitions_def=daily_partitions,
-    can_subset=True,
-    name="kafka_topics",
-)
-def kafka_topics(
+def build_kafka_topics(spec: EstateSpec, *, reference: bool = False) -> dg.AssetsDefinition | None:
+    """The topics of the spec's daily aggregates (or of its reference data), relayed together.
+
+    Reference topics are one unpartitioned asset run under the partition key `reference`.
+    """
+    aggregates = spec.reference if reference else spec.daily
+    topics = sorted({spec.topic_of(a.name) for a in aggregates})
+    if not topics:
+        return None
+    upstream = dg.AssetKey(["event_store", "reference" if reference else "events"])
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                key=kafka_topic_key(topic),
+                freshness_policy=freshness_policy(),
+                deps=[upstream],
+                group_name="kafka",
+                kinds={"kafka"},
+                owners=OWNERS,
+                code_version=CODE_VERSION,
+                description=(
+                    f"Topic `{topic}` (key = aggregate id). A partition is published exactly once"
+                    " for read_committed readers; its offsets per Kafka partition are recorded in"
+                    " migration_state.kafka_offset_ranges."
+                ),
+                skippable=True,
+            )
+            for topic in topics
+        ],
+        partitions_def=None if reference else daily_partitions,
+        can_subset=True,
+        name="kafka_reference_topics" if reference else "kafka_topics",
+    )
+    def relay(
+        context: dg.AssetExecutionContext,
+        config: OutboxRelayConfig,
+        postgres: PostgresResource,
+        kafka: KafkaResource,
+    ):  # type: ignore[no-untyped-def]
+        key = REFERENCE if reference else context.partition_key
+        yield from _relay(context, config, postgres, kafka, key, topics)
+
+    return relay
+
+
+def _relay(
     context: dg.AssetExecutionContext,
     config: OutboxRelayConfig,
     postgres: PostgresResource,
     kafka: KafkaResource,
-):  # type: ignore[no-untyped-def]
+    partition_key: str,
+    all_topics: list[str],
+) -> Iterator[dg.MaterializeResult]:
     selected = [key.path[-1] for key in context.selected_asset_keys]
     settings = get_settings()
     specs = domain_topic_specs(
@@ -76,6 +104,7 @@ def kafka_topics(
         retention_days=settings.kafka_retention_days,
         compaction=settings.kafka_compaction,
         message_max_bytes=settings.kafka_message_max_bytes,
+        names=all_topics,
     )
     progress_spec = progress_topic_spec(kafka.topic_prefix, settings.kafka_replication_factor)
     admin = kafka.admin()
@@ -85,7 +114,7 @@ def kafka_topics(
     results = DayRelay(
         postgres.conninfo(),
         kafka,
-        context.partition_key,
+        partition_key,
         [kafka.topic(t) for t in selected],
         progress_spec.name,
         run_id=context.run.run_id,
@@ -121,3 +150,14 @@ def kafka_topics(
                 ),
             },
         )
+
+
+def build_daily_topics(spec: EstateSpec) -> dg.AssetsDefinition:
+    topics = build_kafka_topics(spec)
+    if topics is None:
+        raise ValueError(f"estate {spec.estate.name!r} has no aggregate partitioned by day")
+    return topics
+
+
+kafka_topics = build_daily_topics(current_spec())
+kafka_reference_topics = build_kafka_topics(current_spec(), reference=True)
