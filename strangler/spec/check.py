@@ -2,8 +2,9 @@
 
 Loading a spec (`load.py`) proves it is well formed; only the database can tell whether
 `customer_id` is a column, whether `[id]` identifies a row and whether a `tsvector` can be
-carried. Each problem names the spec's line and a fix, so `strangler spec check --against`
-fails before a migration run would, on the first row, at 3 a.m.
+carried, and only Postgres can compile the spec's SQL (`check_sql`). Each problem names the
+spec's line and a fix, so `strangler spec check --against` fails before a migration run
+would, on the first row, at 3 a.m.
 """
 
 from __future__ import annotations
@@ -11,10 +12,22 @@ from __future__ import annotations
 import difflib
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
 
 from strangler.spec.catalog import TIME_TYPES, Catalog, Column, Table
 from strangler.spec.load import Lines, SpecProblem, key_path, line_of
-from strangler.spec.models import Aggregate, EstateSpec, FieldSource, OwnDay, ParentDay, Reference
+from strangler.spec.models import (
+    Aggregate,
+    EstateSpec,
+    FieldSource,
+    OwnDay,
+    ParentDay,
+    Reference,
+    SqlField,
+)
 
 Loc = tuple[str | int, ...]
 NUMERIC_KINDS = ("integer", "number", "decimal")
@@ -280,3 +293,65 @@ class _AggregateCheck:
                 f" [{column.name}]}}) or carry it as text (columns: {{{column.name}:"
                 " {as: string}})",
             )
+
+
+_TIME_OIDS = {1184: "timestamptz", 1114: "timestamp", 1082: "date"}
+_BOOL_OID = 16
+
+
+def _expressions(aggregate: Aggregate) -> list[tuple[Loc, str, str]]:
+    """(key path, SQL, what it must be) of every SQL expression the aggregate declares."""
+    out: list[tuple[Loc, str, str]] = []
+    events = aggregate.events
+    generic = (("import", events.import_), ("change", events.change), ("delete", events.delete))
+    for kind, event in generic:
+        if event.at:
+            out.append((("events", kind, "at"), event.at, "time"))
+        for name, source in (event.fields or {}).items():
+            if isinstance(source, SqlField):
+                out.append((("events", kind, "fields", name, "sql"), source.sql, "any"))
+    for i, named in enumerate(events.named):
+        out.append((("events", "named", i, "when"), named.when, "boolean"))
+        out.append((("events", "named", i, "at"), named.at, "time"))
+        for name, source in (named.fields or {}).items():
+            if isinstance(source, SqlField):
+                out.append((("events", "named", i, "fields", name, "sql"), source.sql, "any"))
+    return out
+
+
+def check_sql(
+    spec: EstateSpec,
+    conn: psycopg.Connection[Any],
+    *,
+    path: str = "<spec>",
+    lines: Lines | None = None,
+) -> list[SpecProblem]:
+    """Compile every SQL expression of the spec against its table (`LIMIT 0`: no row read).
+
+    `when` must be boolean and `at` a timestamp or date. Each expression runs in its own
+    savepoint, so one error does not hide the next; the connection may be read-only. Run it
+    once the names check out (`check_spec` empty): an unknown table would fail every line.
+    """
+    report = _Report(path, lines or {})
+    for index, aggregate in enumerate(spec.aggregates):
+        table = sql.Identifier(aggregate.source.db_schema, aggregate.source.table)
+        for loc, text, must_be in _expressions(aggregate):
+            # No parameters are bound, so psycopg leaves a `%` in the user's SQL alone.
+            query = sql.SQL("SELECT ({}) FROM {} t LIMIT 0").format(sql.SQL(text), table)
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.execute(query)
+                    type_oid = cur.description[0].type_code if cur.description else 0
+            except psycopg.Error as exc:
+                reason = (exc.diag.message_primary or str(exc)).strip()
+                hint = f" ({exc.diag.message_hint})" if exc.diag.message_hint else ""
+                report.add(("aggregates", index, *loc), f"SQL does not run: {reason}{hint}")
+                continue
+            if must_be == "boolean" and type_oid != _BOOL_OID:
+                report.add(("aggregates", index, *loc), "`when` must be a boolean expression")
+            if must_be == "time" and type_oid not in _TIME_OIDS:
+                report.add(
+                    ("aggregates", index, *loc),
+                    "`at` must give a timestamptz, timestamp or date",
+                )
+    return report.problems

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from strangler.cli_errors import ServiceUnavailable, redact
 from strangler.spec.catalog import oldest_day, read_catalog, read_only, user_schemas
-from strangler.spec.check import check_spec, check_structure, did_you_mean
+from strangler.spec.check import check_spec, check_sql, check_structure, did_you_mean
 from strangler.spec.init import draft_spec, own_day_columns
 from strangler.spec.json_schema import SCHEMA_FILE, render_schema
 from strangler.spec.load import Lines, SpecError, SpecProblem, load_spec_lines, parse_spec_lines
@@ -155,7 +155,9 @@ def check(
         schemas = sorted({a.source.db_schema for a in spec.aggregates})
         with _connected(against, "--against") as conn:
             catalog = read_catalog(conn, schemas)
-        problems = check_spec(spec, catalog, path=str(path), lines=lines)
+            problems = check_spec(spec, catalog, path=str(path), lines=lines)
+            if not problems:  # names exist, so the SQL expressions can be compiled
+                problems = check_sql(spec, conn, path=str(path), lines=lines)
         where = f", checked against database {catalog.database}"
     if problems:
         _say_problems(problems)

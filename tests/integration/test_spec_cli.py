@@ -294,3 +294,25 @@ def test_the_installed_script(tmp_path: Path) -> None:
     assert done.stdout == ""
     assert done.stderr.startswith(f"{spec}:{_line_of(spec, 'name: order')}: aggregates[2].name:")
     assert len(done.stderr.splitlines()) == 1
+
+
+def test_sql_expressions_are_compiled_against_the_table(
+    monolith: Monolith, strangler: Run, tmp_path: Path
+) -> None:
+    """A misspelt column in `when` (with Postgres's hint), an `at` that is no time; a `%` in
+    the SQL stays the user's."""
+    spec = _spec_with(
+        tmp_path, replace=("when: shipped_at IS NOT NULL", "when: shiped_at IS NOT NULL")
+    )
+    text = spec.read_text(encoding="utf-8").replace("at: placed_at\n", "at: status\n")
+    text = text.replace("when: tier = 'business'", "when: tier::text LIKE '%busi%'")
+    spec.write_text(text, encoding="utf-8")
+    result = strangler("spec", "check", str(spec), "--against", monolith.reader)
+    assert result.code == 1
+    assert result.err.splitlines() == [
+        f"{spec}:{_line_of(spec, 'shiped_at')}: aggregates[2].events.named[0].when: SQL does not"
+        ' run: column "shiped_at" does not exist (Perhaps you meant to reference the column'
+        ' "t.shipped_at".)',
+        f"{spec}:{_line_of(spec, 'at: status')}: aggregates[2].events.named[1].at: `at` must"
+        " give a timestamptz, timestamp or date",
+    ]
