@@ -316,3 +316,18 @@ def test_sql_expressions_are_compiled_against_the_table(
         f"{spec}:{_line_of(spec, 'at: status')}: aggregates[2].events.named[1].at: `at` must"
         " give a timestamptz, timestamp or date",
     ]
+
+
+def test_check_reads_the_spec_named_by_the_setting(
+    strangler: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from strangler.settings import get_settings
+
+    monkeypatch.setenv("STRANGLER_SPEC", str(SHOP_SPEC))
+    get_settings.cache_clear()
+    try:
+        result = strangler("spec", "check")
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert (result.code, result.out) == (0, "ok: 4 aggregates, 15 event types\n")
