@@ -31,6 +31,7 @@ from strangler.event_store.store import EventStore
 from strangler.migration import run_log, source
 from strangler.migration.deletes import gone_rows, stored_states
 from strangler.migration.events import EventBuilder, UnmappableValue, topic_for
+from strangler.migration.folds import spec_folds
 from strangler.migration.progress import Progress
 from strangler.migration.rules import UNMAPPABLE_VALUE, Rule, Violation, extraction, violations
 from strangler.migration.schemas import registry_entries, schemas_by_type
@@ -172,6 +173,7 @@ class PartitionMigration:
             store = EventStore(
                 writer,
                 snapshot_every=self.options.snapshot_every,
+                folds=spec_folds(self.spec),
                 topic_for=topic_for(self.spec, self.options.topic_prefix),
             )
             position = self._resume_position(control)

@@ -33,10 +33,21 @@ from strangler.event_store.reader import GlobalReader
 from strangler.event_store.registry import EventTypeRegistry
 from strangler.event_store.sagas import SagaStore, SagaTransitionError
 from strangler.event_store.store import EventStore
+from strangler.migration.folds import spec_folds
+from strangler.settings import SAMPLE_SPEC
+from strangler.spec import load_spec
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
+
+
+FOLDS = spec_folds(load_spec(SAMPLE_SPEC))
+
+
+def _store(source: Any, **options: Any) -> EventStore:
+    """The store under test, with the sample spec's folds (load and snapshot need one)."""
+    return EventStore(source, folds=FOLDS, **options)
 
 
 @pytest.fixture(scope="session")
@@ -132,7 +143,7 @@ def test_append_writes_events_and_one_outbox_row_each(
     source: Source, conn: psycopg.Connection[Any]
 ) -> None:
     cid = _uid("cust")
-    store = EventStore(source)
+    store = _store(source)
     late_evening = datetime(2024, 3, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5)))
     events = _customer_events(cid, 1, 3)
     events = [*events[:2], _with_time(events[2], late_evening)]
@@ -186,7 +197,7 @@ def test_reappending_same_event_ids_is_a_no_op(
     source: Source, conn: psycopg.Connection[Any]
 ) -> None:
     cid = _uid("cust")
-    store = EventStore(source)
+    store = _store(source)
     events = _customer_events(cid, 1, 4)
     first = store.append(events, expected_version=0)
 
@@ -212,7 +223,7 @@ def test_reappending_same_event_ids_is_a_no_op(
 
 def test_wrong_expected_version_raises_concurrency_error(source: Source) -> None:
     cid = _uid("cust")
-    store = EventStore(source)
+    store = _store(source)
     store.append(_customer_events(cid, 1, 2), expected_version=0)
 
     stale = [NewEvent(uuid.uuid4(), "Customer", cid, 2, "CustomerUpdated", {"name": "Eve"}, T0)]
@@ -236,7 +247,7 @@ def test_wrong_expected_version_raises_concurrency_error(source: Source) -> None
 def test_concurrent_writers_with_same_expected_version_one_wins(es_url: str) -> None:
     cid = _uid("cust")
     with psycopg.connect(es_url, autocommit=True) as c0:
-        EventStore(c0).append(_customer_events(cid, 1, 1), expected_version=0)
+        _store(c0).append(_customer_events(cid, 1, 1), expected_version=0)
     with psycopg.connect(es_url) as a, psycopg.connect(es_url, autocommit=True) as b:
         mine = [NewEvent(uuid.uuid4(), "Customer", cid, 2, "CustomerUpdated", {"by": "a"}, T0)]
         theirs = [NewEvent(uuid.uuid4(), "Customer", cid, 2, "CustomerUpdated", {"by": "b"}, T0)]
@@ -245,7 +256,7 @@ def test_concurrent_writers_with_same_expected_version_one_wins(es_url: str) -> 
 
         def second() -> None:
             try:
-                EventStore(b).append(theirs, expected_version=1)
+                _store(b).append(theirs, expected_version=1)
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                 errors.append(exc)
 
@@ -261,7 +272,7 @@ def test_concurrent_writers_with_same_expected_version_one_wins(es_url: str) -> 
 
 def test_event_id_reused_for_another_event_is_refused(source: Source) -> None:
     cid = _uid("cust")
-    store = EventStore(source)
+    store = _store(source)
     (first,) = _customer_events(cid, 1, 1)
     store.append([first], expected_version=0)
     clash = NewEvent(first.event_id, "Customer", _uid("cust"), 1, "CustomerRegistered", {}, T0)
@@ -275,20 +286,20 @@ def test_append_joins_the_callers_transaction(es_url: str) -> None:
     cid = _uid("cust")
     with psycopg.connect(es_url) as c:
         c.execute("SELECT 1")
-        EventStore(c).append(_customer_events(cid, 1, 2), expected_version=0)
+        _store(c).append(_customer_events(cid, 1, 2), expected_version=0)
         c.rollback()
-        assert EventStore(c).version("Customer", cid) == 0
+        assert _store(c).version("Customer", cid) == 0
         c.execute("SELECT 1")
-        EventStore(c).append(_customer_events(cid, 1, 2), expected_version=0)
+        _store(c).append(_customer_events(cid, 1, 2), expected_version=0)
         c.commit()
     with psycopg.connect(es_url) as c:
-        assert EventStore(c).version("Customer", cid) == 2
+        assert _store(c).version("Customer", cid) == 2
 
 
 def test_naive_timestamps_are_refused(source: Source) -> None:
     (event,) = _customer_events(_uid("cust"), 1, 1)
     with pytest.raises(ValueError, match="timezone-aware"):
-        EventStore(source).append([_with_time(event, datetime(2024, 3, 1, 8, 0))])
+        _store(source).append([_with_time(event, datetime(2024, 3, 1, 8, 0))])
 
 
 # -- batch ----------------------------------------------------------------------------------------
@@ -300,7 +311,7 @@ def test_append_batch_many_aggregates_idempotent(
     tag = _uid("batch")
     ids = [f"{tag}-{n}" for n in range(200)]
     events = [e for cid in ids for e in _customer_events(cid, 1, 5)]
-    store = EventStore(source, snapshot_every=4)
+    store = _store(source, snapshot_every=4)
 
     result = store.append_batch(events)
     assert (result.appended, result.duplicates, result.snapshots) == (1000, 0, 200)
@@ -328,7 +339,7 @@ def test_append_batch_refuses_a_taken_version_and_writes_nothing(
     source: Source, conn: psycopg.Connection[Any]
 ) -> None:
     cid, fresh = _uid("cust"), _uid("cust")
-    store = EventStore(source)
+    store = _store(source)
     store.append(_customer_events(cid, 1, 3), expected_version=0)
     clash = NewEvent(uuid.uuid4(), "Customer", cid, 2, "CustomerUpdated", {"x": 1}, T0)
     with pytest.raises(
@@ -343,7 +354,7 @@ def test_append_batch_refuses_a_taken_version_and_writes_nothing(
 
 def test_customer_load_with_snapshots_equals_full_replay(source: Source) -> None:
     cid = _uid("cust")
-    store = EventStore(source, snapshot_every=50)
+    store = _store(source, snapshot_every=50)
     version = 0
     while version < 123:
         chunk = _customer_events(cid, version + 1, min(7, 123 - version))
@@ -363,7 +374,7 @@ def test_customer_load_with_snapshots_equals_full_replay(source: Source) -> None
 
 def test_document_load_with_snapshots_equals_full_replay(source: Source) -> None:
     docs = [_uid("doc") for _ in range(3)]
-    store = EventStore(source, snapshot_every=10)
+    store = _store(source, snapshot_every=10)
     result = store.append_batch([e for d in docs for e in _document_events(d, 37)])
     assert result.snapshots == 3
 
@@ -384,7 +395,7 @@ def test_snapshot_is_ignored_once_its_events_are_gone(
     source: Source, conn: psycopg.Connection[Any]
 ) -> None:
     cid = _uid("cust")
-    store = EventStore(source, snapshot_every=5)
+    store = _store(source, snapshot_every=5)
     store.append(_customer_events(cid, 1, 12), expected_version=0)
     assert store.load("Customer", cid).snapshot_version == 12
     conn.execute(
@@ -398,7 +409,7 @@ def test_snapshot_is_ignored_once_its_events_are_gone(
 
 def test_no_snapshot_over_a_gap(source: Source) -> None:
     cid = _uid("cust")
-    store = EventStore(source, snapshot_every=3)
+    store = _store(source, snapshot_every=3)
     result = store.append_batch(_customer_events(cid, 2, 5))
     assert result.snapshots == 0
     assert store.snapshot("Customer", cid) is None
@@ -411,7 +422,7 @@ def test_no_snapshot_over_a_gap(source: Source) -> None:
 def _begin_append(conn: psycopg.Connection[Any], events: list[NewEvent]) -> list[RecordedEvent]:
     """Append inside ``conn``'s transaction (opened here if idle) and leave it uncommitted."""
     conn.execute("SELECT 1")
-    return EventStore(conn).append(events)
+    return _store(conn).append(events)
 
 
 def _mine(events: list[RecordedEvent], ids: set[str]) -> list[RecordedEvent]:
@@ -525,7 +536,7 @@ def test_reader_iterates_in_position_order_with_wait(source: Source, es_url: str
     cid = _uid("cust")
     with psycopg.connect(es_url, autocommit=True) as rc:
         start = _start(rc)
-        written = EventStore(source).append(_customer_events(cid, 1, 5), expected_version=0)
+        written = _store(source).append(_customer_events(cid, 1, 5), expected_version=0)
         fresh = GlobalReader(rc)
         assert _mine(fresh.read_all(start, 1000, wait_s=5), {cid}) == written
         it = GlobalReader(rc).iter_all(
@@ -633,7 +644,7 @@ def test_reader_under_many_interleaved_writers_sees_each_event_once_in_order(es_
     def write(worker: int) -> None:
         rng = random.Random(worker)
         with psycopg.connect(es_url) as wc:
-            store = EventStore(wc)
+            store = _store(wc)
             for n in range(12):
                 cid = f"{tag}-{worker}-{n}"
                 events = _customer_events(cid, 1, rng.randint(1, 4))

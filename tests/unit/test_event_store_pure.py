@@ -6,12 +6,12 @@ import json
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from strangler.db.migrations import MigrationError, yoyo_url
 from strangler.event_store.errors import ConcurrencyError, EventValidationError, FieldError
-from strangler.event_store.folds import apply_customer, apply_document
 from strangler.event_store.model import NewEvent, RecordedEvent, event_id_for
 from strangler.event_store.registry import field_errors
 from strangler.event_store.store import (
@@ -20,6 +20,10 @@ from strangler.event_store.store import (
     _dedupe,
     default_topic,
 )
+from strangler.migration.folds import spec_folds
+from strangler.settings import SAMPLE_SPEC
+from strangler.spec import load_spec
+from tests.schemas.shop import SPEC as SHOP_SPEC
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -161,36 +165,41 @@ def _recorded(version: int, event_type: str, payload: dict[str, object]) -> Reco
     )
 
 
-def test_document_fold_state_survives_json_round_trip() -> None:
+def _fold(spec_path: object, stream: str) -> Any:
+    return {f.aggregate_type: f for f in spec_folds(load_spec(spec_path))}[stream].apply  # type: ignore[arg-type]
+
+
+def test_generic_fold_state_survives_json_round_trip() -> None:
+    apply = _fold(SAMPLE_SPEC, "Document")
     events = [
         _recorded(1, "DocumentUploaded", {"title": "t", "customer_id": 3}),
         _recorded(2, "DocumentStatusChanged", {"status": "ocr"}),
-        _recorded(3, "OcrPageExtracted", {"page_number": 1, "text": "abc", "confidence": 0.5}),
-        _recorded(4, "ProcessingJobFailed", {"job_id": 9, "job_type": "ocr"}),
+        _recorded(3, "DocumentStatusChanged", {"status": "done"}),
+        _recorded(4, "DocumentDeleted", {"id": "d", "hard_delete": True}),
     ]
     full: dict[str, object] = {"id": "d"}
     for e in events:
-        full = apply_document(full, e)
+        full = apply(full, e)
     split: dict[str, object] = {"id": "d"}
     for e in events[:2]:
-        split = apply_document(split, e)
+        split = apply(split, e)
     split = json.loads(json.dumps(split))
     for e in events[2:]:
-        split = apply_document(split, e)
+        split = apply(split, e)
     assert split == full
-    assert full["status"] == "ocr"
-    assert full["ocr_pages"] == {"1": {"chars": 3, "confidence": 0.5}}
-    assert full["jobs"] == {
-        "9": {"job_type": "ocr", "status": "failed", "at": events[3].occurred_at.isoformat()}
-    }
+    assert (full["title"], full["status"], full["deleted"]) == ("t", "done", True)
+    assert full["imported_at"] == events[0].occurred_at.isoformat()
 
 
-def test_customer_fold_registers_merges_and_deletes() -> None:
-    state: dict[str, object] = {"id": "c"}
-    state = apply_customer(
-        state, _recorded(1, "CustomerRegistered", {"email": "a@x", "plan": "free"})
-    )
-    state = apply_customer(state, _recorded(2, "CustomerPlanChanged", {"plan": "pro"}))
-    assert (state["plan"], state["deleted"]) == ("pro", False)
-    state = apply_customer(state, _recorded(3, "CustomerDeleted", {}))
-    assert state["deleted"] is True
+def test_folded_children_live_under_their_name_and_leave_on_delete() -> None:
+    apply = _fold(SHOP_SPEC, "Order")
+    line = {"sku": "A", "quantity": 2}
+    state: dict[str, object] = {"id": "o"}
+    state = apply(state, _recorded(1, "OrderImported", {"order_no": 1, "total": "9.00"}))
+    first = replace(_recorded(2, "OrderLineImported", line), metadata={"source_id": "o|1"})
+    state = apply(state, first)
+    assert state["order_lines"] == {"o|1": line}
+    assert state["total"] == "9.00" and "sku" not in state
+    gone = replace(_recorded(3, "OrderLineDeleted", {"id": "o|1"}), metadata={"source_id": "o|1"})
+    state = apply(state, gone)
+    assert state["order_lines"] == {} and state["deleted"] is False
