@@ -28,6 +28,7 @@ ALL = [
     "019_consistency_reports",
     "020_rollback_snapshots",
     "021_partition_keys",
+    "022_source_columns",
 ]
 SCHEMAS = ("monolith", "eventstore", "microservices", "migration_state", "rollback_snapshots")
 TABLES = {
@@ -43,6 +44,7 @@ TABLES = {
         "rollback_reports",
         "consistency_reports",
         "rollback_snapshots",
+        "source_columns",
     },
 }
 
@@ -108,6 +110,8 @@ def test_migrate_status_rollback_all_and_migrate_again(scratch_url: str) -> None
     assert migrate(scratch_url) == []
 
     assert rollback(scratch_url) == [ALL[-1]]
+    assert "source_columns" not in _tables(scratch_url)["migration_state"]
+    assert rollback(scratch_url) == ["021_partition_keys"]
     assert "partition_key" not in _columns(scratch_url, "eventstore", "events")
     assert rollback(scratch_url) == ["020_rollback_snapshots"]
     assert "rollback_snapshots" not in _tables(scratch_url)
