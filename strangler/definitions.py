@@ -21,7 +21,7 @@ from strangler.settings import Settings, get_settings
 
 
 def build_executor(settings: Settings) -> dg.ExecutorDefinition:
-    """Multiprocess on one machine, one pod a step in Kubernetes (DESIGN §5)."""
+    """Multiprocess on one machine, one pod a step in Kubernetes (see "From laptop to cluster")."""
     if settings.executor == "k8s":
         return k8s_job_executor
     if settings.executor == "in_process":

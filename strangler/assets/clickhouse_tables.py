@@ -1,4 +1,4 @@
-"""`clickhouse/*`: the analytics-service's tables, one day at a time (DESIGN §1 step 4).
+"""`clickhouse/*`: the analytics-service's tables, one day at a time (Kafka day -> atomic day swap).
 
 Thin Dagster layer over strangler.analytics.sink: one op reads day D (Kafka offset ranges, or
 the event store when they are gone), swaps D into analytics.events, document_processing and

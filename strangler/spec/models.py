@@ -184,6 +184,11 @@ class Aggregate(Strict):
             raise ValueError(
                 f"fold_into {self.fold_into!r} is not one of parents {sorted(parents)}"
             )
+        if self.events.change.enabled and self.events.import_.fields is not None:
+            raise ValueError(
+                "change events compare the row with the state its import event carries:"
+                " leave events.import.fields unset, or set events.change.enabled: false"
+            )
         types = [e.type for e in self.events.named]
         if len(types) != len(set(types)):
             raise ValueError(f"named event types repeat: {types}")
