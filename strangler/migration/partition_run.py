@@ -28,8 +28,9 @@ from strangler.event_store.errors import FieldError
 from strangler.event_store.model import NewEvent
 from strangler.event_store.registry import EventTypeRegistry, field_errors
 from strangler.event_store.store import EventStore
-from strangler.migration import run_log, source
+from strangler.migration import drift, run_log, source
 from strangler.migration.deletes import gone_rows, stored_states
+from strangler.migration.drift import SchemaDriftError
 from strangler.migration.events import EventBuilder, UnmappableValue, topic_for
 from strangler.migration.folds import spec_folds
 from strangler.migration.progress import Progress
@@ -164,6 +165,7 @@ class PartitionMigration:
             source_session(self.source_conninfo) as reader,
         ):
             self._lock_partition(control)
+            self._drift = self._check_schema(reader, control)
             registry: _SchemaSource = _SpecSchemas(self.spec)
             if not self.options.dry_run:
                 db_registry = EventTypeRegistry(writer)
@@ -198,6 +200,7 @@ class PartitionMigration:
                     if not self.options.dry_run:
                         self._delete_gone(table, reader, writer, store)
                         reader.commit()
+                    self._record_added(control, table)
             except BaseException as exc:
                 self._finish_run(control, progress, status="failed", error=repr(exc))
                 raise
@@ -376,6 +379,45 @@ class PartitionMigration:
         conn.execute(
             "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"{MIGRATION}:{self.key}",)
         )
+
+    def _check_schema(
+        self, reader: psycopg.Connection[Any], control: psycopg.Connection[Any]
+    ) -> dict[str, tuple[drift.LiveColumns, drift.Drift]]:
+        """Refuse to run on dropped or retyped columns (events would silently lose them).
+
+        Every table is compared before anything is written; a table without a baseline gets
+        one (not in dry runs). Added columns only warn; `_record_added` records them later.
+        """
+        found: dict[str, tuple[drift.LiveColumns, drift.Drift]] = {}
+        unrecorded: dict[str, drift.LiveColumns] = {}
+        for table in self.tables:
+            live = drift.read_live(reader, table.aggregate)
+            name = drift.baseline_table(table.aggregate)
+            recorded = drift.recorded_columns(control, name)
+            if recorded:
+                compared = drift.compare(table.aggregate, recorded, live.types, enums=live.enums)
+                found[table.name] = (live, compared)
+            else:
+                unrecorded[name] = live
+        blocking = [d for _, d in found.values() if d.blocking]
+        if blocking:
+            raise SchemaDriftError(blocking)
+        for _, compared in found.values():
+            for finding in compared.findings:
+                self.report(f"schema drift (warning): {finding.message}")
+        if not self.options.dry_run:
+            for name, live in unrecorded.items():
+                drift.record_columns(control, name, live.types)
+        return found
+
+    def _record_added(self, control: psycopg.Connection[Any], table: _Table) -> None:
+        """Once a table is migrated, its added columns join the baseline (not in dry runs)."""
+        if self.options.dry_run or table.name not in self._drift:
+            return
+        live, compared = self._drift[table.name]
+        if compared.added:
+            added = {c: live.types[c] for c in compared.added}
+            drift.record_columns(control, drift.baseline_table(table.aggregate), added)
 
     def _resume_position(self, conn: psycopg.Connection[Any]) -> dict[str, Any]:
         if self.options.dry_run:
