@@ -13,6 +13,7 @@ from strangler.assets.weaviate_collections import weaviate_assets, weaviate_chec
 from strangler.checks.consistency import check_sensors, consistency_checks
 from strangler.checks.freshness import freshness_checks
 from strangler.checks.partition_live import partition_live
+from strangler.checks.source_drift import source_drift_checks
 from strangler.resources.factory import build_resources
 from strangler.rollback.job import rollback_jobs
 from strangler.sensors.backfill import backfill_sensors
@@ -40,7 +41,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *clickhouse_assets,
             *weaviate_assets,
         ],
-        asset_checks=[*weaviate_checks, *consistency_checks, *freshness_checks, partition_live],
+        asset_checks=[
+            *weaviate_checks,
+            *consistency_checks,
+            *freshness_checks,
+            partition_live,
+            *source_drift_checks,
+        ],
         sensors=[*check_sensors, *rollback_sensors, *backfill_sensors],
         jobs=[*rollback_jobs],
         resources=build_resources(settings),
