@@ -8,6 +8,10 @@
   asset: a backfill of an old day would make a stale asset read fresh. We keep both: the
   policies on the assets, the partition-aware checks beside them.
 
+Resolving `Definitions` (to look a job up by name) also makes Dagster 1.13 warn about its own
+internals: it rebuilds each sensor passing its beta `owners` parameter, and reads the deprecated
+`OpDefinition.version` of every observable source. Nothing of ours causes either.
+
 Each warning is ignored at its call site by its exact text, so `strangler` prints none of them
 while any other warning (or the same one from someone else's code) still shows.
 """
@@ -24,6 +28,8 @@ import dagster as dg
 PARTITIONED_CHECKS = "Specifying a partitions_def on an AssetCheckSpec"
 PARTITION_FRESHNESS_CHECKS = "Function `build_time_partition_freshness_checks` is superseded"
 FRESHNESS_CHECKS_SENSOR = "Function `build_sensor_for_freshness_checks` is superseded"
+SENSOR_OWNERS = "Parameter `owners` of initializer `SensorDefinition.__init__` is currently in beta"
+OP_VERSION = "Property `OpDefinition.version` is deprecated"
 
 
 @contextmanager
@@ -44,4 +50,15 @@ def partition_freshness_checks() -> Iterator[None]:
             warnings.filterwarnings(
                 "ignore", message=re.escape(message), category=dg.SupersessionWarning
             )
+        yield
+
+
+@contextmanager
+def resolving_definitions() -> Iterator[None]:
+    """Resolve `Definitions` (e.g. `defs.get_job_def`) without Dagster's warnings about itself."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=re.escape(SENSOR_OWNERS), category=dg.BetaWarning)
+        warnings.filterwarnings(
+            "ignore", message=re.escape(OP_VERSION), category=DeprecationWarning
+        )
         yield

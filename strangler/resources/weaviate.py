@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -105,17 +106,21 @@ class WeaviateResource(dg.ConfigurableResource):
         install_log_filter()
         parsed = urlparse(self.url)
         secure = parsed.scheme == "https"
-        client = weaviate.connect_to_custom(
-            http_host=parsed.hostname or "127.0.0.1",
-            http_port=parsed.port or (443 if secure else 80),
-            http_secure=secure,
-            grpc_host=parsed.hostname or "127.0.0.1",
-            grpc_port=self.grpc_port,
-            grpc_secure=secure,
-            auth_credentials=Auth.api_key(self.api_key) if self.api_key else None,
-            additional_config=AdditionalConfig(timeout=Timeout(init=30, query=60, insert=120)),
-            skip_init_checks=False,
-        )
+        with warnings.catch_warnings():
+            # The init checks also ask PyPI for the newest client and warn (Dep005) that 4.16.2
+            # is old: it is pinned on purpose, so that advice is noise on every command.
+            warnings.filterwarnings("ignore", message="Dep005", category=DeprecationWarning)
+            client = weaviate.connect_to_custom(
+                http_host=parsed.hostname or "127.0.0.1",
+                http_port=parsed.port or (443 if secure else 80),
+                http_secure=secure,
+                grpc_host=parsed.hostname or "127.0.0.1",
+                grpc_port=self.grpc_port,
+                grpc_secure=secure,
+                auth_credentials=Auth.api_key(self.api_key) if self.api_key else None,
+                additional_config=AdditionalConfig(timeout=Timeout(init=30, query=60, insert=120)),
+                skip_init_checks=False,
+            )
         try:
             yield client
         finally:

@@ -19,6 +19,7 @@ from rich.markdown import Markdown
 
 from strangler.cli_errors import RunFailed
 from strangler.cli_options import FromOpt, ToOpt
+from strangler.dagster_preview import resolving_definitions
 from strangler.preflight import Service, require
 from strangler.rollback.job import JOB_NAME, UNDO_JOB_NAME
 from strangler.rollback.plan import scope_of
@@ -148,7 +149,8 @@ def _run(name: str, op: str, config: dict[str, Any]) -> dg.ExecuteInProcessResul
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     from strangler.definitions import defs
 
-    job = defs.get_job_def(name)
+    with resolving_definitions():
+        job = defs.get_job_def(name)
     with dg.DagsterInstance.get() as instance:
         return job.execute_in_process(
             instance=instance,
