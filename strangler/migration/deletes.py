@@ -53,24 +53,28 @@ def gone_rows(
     partition_key: str,
     batch_size: int,
 ) -> Iterator[list[tuple[str, str]]]:
-    """Batches of (row id, stream id) migrated in this partition, not deleted, and gone now."""
-    stored = estate.execute(
-        "SELECT DISTINCT e.metadata ->> 'source_id', e.aggregate_id FROM eventstore.events e"
-        " WHERE e.aggregate_type = %s AND e.metadata ->> 'source_table' = %s AND e.partition_key = %s"
-        " AND NOT EXISTS (SELECT 1 FROM eventstore.events d WHERE d.aggregate_type = e.aggregate_type"
-        "  AND d.aggregate_id = e.aggregate_id AND d.event_type = %s"
-        "  AND d.metadata ->> 'source_id' = e.metadata ->> 'source_id')"
-        " ORDER BY 1",
+    """Batches of (row id, stream id) migrated in this partition, not deleted, and gone now.
+
+    Two plain reads and a set difference rather than an anti-join: right after a first load
+    the planner's statistics know nothing of the new events, and a correlated anti-join then
+    degenerates into a scan per row.
+    """
+    rows = estate.execute(
+        "SELECT DISTINCT metadata ->> 'source_id', aggregate_id, event_type = %s"
+        " FROM eventstore.events WHERE partition_key = %s AND aggregate_type = %s"
+        " AND metadata ->> 'source_table' = %s",
         (
+            aggregate.event_type("delete"),
+            partition_key,
             _stream_type(aggregate),
             aggregate.source.table,
-            partition_key,
-            aggregate.event_type("delete"),
         ),
     ).fetchall()
     estate.commit()
+    deleted = {str(r[0]) for r in rows if r[2]}
+    stored = sorted({(str(r[0]), str(r[1])) for r in rows if str(r[0]) not in deleted})
     for start in range(0, len(stored), batch_size):
-        chunk = [(str(r[0]), str(r[1])) for r in stored[start : start + batch_size]]
+        chunk = stored[start : start + batch_size]
         present = source.existing_keys(monolith, aggregate, [row_id for row_id, _ in chunk])
         gone = [pair for pair in chunk if pair[0] not in present]
         if gone:

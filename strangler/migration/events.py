@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -69,10 +69,10 @@ def _payload(
     row: Mapping[str, Any],
     fields: dict[str, FieldSource] | None,
     prefix: str,
-    state: dict[str, Any],
+    state: Callable[[], dict[str, Any]],
 ) -> dict[str, Any]:
     if fields is None:
-        return dict(state)
+        return dict(state())
     out = {}
     for name, source in fields.items():
         if isinstance(source, SqlField):
@@ -146,7 +146,14 @@ class EventBuilder:
         """Import, named and soft-delete events of a clean row (versions assigned on append)."""
         aggregate, events = self.aggregate, self.aggregate.events
         row_id = aggregate_id(aggregate, dict(row))
-        state = row_state(aggregate, row)
+        cached: list[dict[str, Any]] = []
+
+        def state() -> dict[str, Any]:
+            """The generic payload, built only when an event carries it."""
+            if not cached:
+                cached.append(row_state(aggregate, row))
+            return cached[0]
+
         out: list[NewEvent] = []
         if events.import_.enabled:
             at = row.get("__at_import") if events.import_.at else self._default_at(row)
@@ -201,7 +208,7 @@ class EventBuilder:
             )
         )
         payload = (
-            _payload(self.aggregate, row, events.change.fields, "change", changed)
+            _payload(self.aggregate, row, events.change.fields, "change", lambda: changed)
             if events.change.fields
             else changed
         )
@@ -218,7 +225,7 @@ class EventBuilder:
         self,
         row_id: str,
         row: Mapping[str, Any] | None,
-        state: dict[str, Any] | None = None,
+        state: Callable[[], dict[str, Any]] | None = None,
         stream_id: str | None = None,
     ) -> NewEvent:
         """The delete event of a row: soft-deleted (`row` given) or gone (`row` None)."""
@@ -230,7 +237,9 @@ class EventBuilder:
             at = value if isinstance(value, datetime) else None
         payload: dict[str, Any] = {"id": row_id, "hard_delete": row is None}
         if row is not None and events.delete.fields is not None:
-            payload = _payload(self.aggregate, row, events.delete.fields, "delete", state or {})
+            payload = _payload(
+                self.aggregate, row, events.delete.fields, "delete", state or (lambda: {})
+            )
         return self._event(
             row_id,
             row or {},

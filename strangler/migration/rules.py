@@ -87,7 +87,8 @@ class Rule:
             shown = value.isoformat() if isinstance(value, datetime) else value
             return f"{shown} is in the future"
         if self.rule == ORPHAN_FK:
-            return f"no parent row with key {value}"
+            key = "|".join(str(row.get(c)) for c in self.column.split(", "))
+            return f"no parent row with key {key}"
         if self.rule == DUPLICATE_NATURAL_KEY:
             return f"same natural key as row {row.get(self.flag)}"
         return self.rule

@@ -228,25 +228,51 @@ def stream_rows(
             yield rows
 
 
-def count_rows(
-    conn: psycopg.Connection[Any], spec: EstateSpec, aggregate: Aggregate, window: Window
-) -> int:
-    where, params = window_where(spec, aggregate, window)
-    query = sql.SQL("SELECT count(*) FROM {} t WHERE {}").format(table_ref(aggregate), where)
-    row = conn.execute(query, params).fetchone()
-    return int(row[0]) if row else 0
+def key_types(conn: psycopg.Connection[Any], aggregate: Aggregate) -> list[str]:
+    """The SQL types of the primary key columns, as the catalog spells them (for casts)."""
+    rows = conn.execute(
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+        " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s AND a.attname = ANY(%s) AND NOT a.attisdropped",
+        (aggregate.source.db_schema, aggregate.source.table, aggregate.source.primary_key),
+    ).fetchall()
+    found = dict(rows)
+    return [found[c] for c in aggregate.source.primary_key]
 
 
 def existing_keys(
     conn: psycopg.Connection[Any], aggregate: Aggregate, ids: Sequence[str]
 ) -> set[str]:
-    """Which of these aggregate ids still have a row in the monolith (hard-delete detection)."""
-    if not ids:
+    """Which of these aggregate ids still have a row in the monolith (hard-delete detection).
+
+    Each id is split into its key columns and cast to their types, so the lookup is an index
+    probe per id instead of a scan of the table per batch.
+    """
+    pk = aggregate.source.primary_key
+    split = [i.split(KEY_SEPARATOR) for i in ids]
+    usable = [parts for parts in split if len(parts) == len(pk)]
+    if not usable:
         return set()
-    query = sql.SQL("SELECT {k} FROM {t} t WHERE {k} = ANY(%s)").format(
-        k=key_text("t", aggregate.source.primary_key), t=table_ref(aggregate)
+    types = key_types(conn, aggregate)
+    names = [f"k{n}" for n in range(len(pk))]
+    query = sql.SQL(
+        "SELECT {ids} FROM unnest({arrays}) AS k({names})"
+        " WHERE EXISTS (SELECT 1 FROM {t} t WHERE {match})"
+    ).format(
+        ids=sql.SQL("concat_ws({}, {})").format(
+            sql.Literal(KEY_SEPARATOR), sql.SQL(", ").join(ident("k", n) for n in names)
+        ),
+        arrays=sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in pk),
+        names=sql.SQL(", ").join(ident(n) for n in names),
+        t=table_ref(aggregate),
+        match=sql.SQL(" AND ").join(
+            sql.SQL("{} = {}::{}").format(ident("t", c), ident("k", n), sql.SQL(typ))
+            for c, n, typ in zip(pk, names, types, strict=True)
+        ),
     )
-    return {str(r[0]) for r in conn.execute(query, (list(ids),))}
+    columns_of = [[parts[n] for parts in usable] for n in range(len(pk))]
+    present = {str(r[0]) for r in conn.execute(query, columns_of)}
+    return present | {i for i, parts in zip(ids, split, strict=True) if len(parts) != len(pk)}
 
 
 @dataclass(frozen=True)
