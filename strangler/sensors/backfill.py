@@ -29,6 +29,7 @@ from dagster._core.events import DagsterEventType
 from strangler.checks.partition_live import LIVE_CHECK, partition_liveness
 from strangler.migration import source
 from strangler.migration.partition_run import MIGRATION
+from strangler.migration.source import REFERENCE
 from strangler.partitions import daily_partitions
 from strangler.resources.postgres import PostgresResource
 from strangler.settings import get_settings
@@ -91,37 +92,91 @@ def backfill_request(asset_graph: Any, days: list[str], reason: str) -> dg.RunRe
     return dg.RunRequest.for_asset_graph_subset(subset, tags={BACKFILL_TAG: reason})
 
 
-@dg.sensor(
-    name="late_data_backfill_sensor",
-    asset_selection=dg.AssetSelection.all(),
-    minimum_interval_seconds=_SETTINGS.backfill_sensor_interval_s,
-    description="Backfill days whose monolith rows changed after they were migrated.",
-)
-def late_data_backfill_sensor(
-    context: dg.SensorEvaluationContext, postgres: PostgresResource, monolith: PostgresResource
-) -> dg.SensorResult | dg.SkipReason:
-    requested: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    with monolith.connection() as conn:
-        current = partition_versions(conn, current_spec())
-        conn.rollback()
-    with postgres.connection() as conn:
-        migrated = migrated_versions(conn)
-        conn.rollback()
-    days = changed_days(current, migrated, requested)
-    if not days:
-        return dg.SkipReason(f"no late data in {len(migrated)} migrated days")
-    for day in days:
-        context.log.info(
-            f"late data in {day}: the monolith now reads {current.get(day) or 'no rows'!r},"
-            f" the last migration read {migrated[day]!r}; backfilling"
-        )
-    repo = context.repository_def
-    assert repo is not None, (
-        "the sensor needs its definitions (build_sensor_context(definitions=...))"
+def reference_request(asset_graph: Any, version: str) -> dg.RunRequest | None:
+    """A run of the unpartitioned reference assets (reference data changed), or None."""
+    root = dg.AssetKey(["event_store", "reference"])
+    if not asset_graph.has(root):
+        return None
+    keys = [
+        k
+        for k in sorted(_downstream(asset_graph, root), key=lambda k: k.to_user_string())
+        if not asset_graph.get(k).is_partitioned
+    ]
+    return dg.RunRequest(
+        run_key=f"reference:{version}",
+        asset_selection=keys,
+        tags={BACKFILL_TAG: "late_data"},
     )
-    request = backfill_request(repo.asset_graph, days, "late_data")
-    requested.update({d: current.get(d, "") for d in days})
-    return dg.SensorResult(run_requests=[request], cursor=json.dumps(requested, sort_keys=True))
+
+
+def _downstream(asset_graph: Any, root: dg.AssetKey) -> set[dg.AssetKey]:
+    seen = {root}
+    todo = [root]
+    while todo:
+        for child in asset_graph.get(todo.pop()).child_keys:
+            if child not in seen and child in asset_graph.materializable_asset_keys:
+                seen.add(child)
+                todo.append(child)
+    return seen
+
+
+def build_late_data_sensor(spec: EstateSpec) -> dg.SensorDefinition:
+    """The late-data sensor over the spec's tables: changed days -> one backfill; changed
+    reference data -> one run of the reference assets."""
+
+    @dg.sensor(
+        name="late_data_backfill_sensor",
+        asset_selection=dg.AssetSelection.all(),
+        minimum_interval_seconds=_SETTINGS.backfill_sensor_interval_s,
+        description="Backfill partitions whose monolith rows changed after they were migrated.",
+    )
+    def late_data_backfill_sensor(
+        context: dg.SensorEvaluationContext,
+        postgres: PostgresResource,
+        monolith: PostgresResource,
+    ) -> dg.SensorResult | dg.SkipReason:
+        requested: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+        with monolith.connection() as conn:
+            current = partition_versions(conn, spec)
+            conn.rollback()
+        with postgres.connection() as conn:
+            migrated = migrated_versions(conn)
+            conn.rollback()
+        days = changed_days(current, migrated, requested)
+        reference = _reference_changed(current, migrated, requested)
+        if not days and not reference:
+            return dg.SkipReason(f"no late data in {len(migrated)} migrated partitions")
+        for key in [*days, *([REFERENCE] if reference else [])]:
+            context.log.info(
+                f"late data in {key}: the monolith now reads {current.get(key) or 'no rows'!r},"
+                f" the last migration read {migrated[key]!r}; backfilling"
+            )
+        repo = context.repository_def
+        assert repo is not None, (
+            "the sensor needs its definitions (build_sensor_context(definitions=...))"
+        )
+        requests = [backfill_request(repo.asset_graph, days, "late_data")] if days else []
+        if reference:
+            version = current.get(REFERENCE, "")
+            request = reference_request(repo.asset_graph, version)
+            requests += [request] if request is not None else []
+            requested[REFERENCE] = version
+        requested.update({d: current.get(d, "") for d in days})
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(requested, sort_keys=True))
+
+    return late_data_backfill_sensor
+
+
+def _reference_changed(
+    current: dict[str, str], migrated: dict[str, str], requested: dict[str, str]
+) -> bool:
+    if REFERENCE not in migrated:
+        return False
+    now = current.get(REFERENCE, "")
+    return now != migrated[REFERENCE] and requested.get(REFERENCE) != now
+
+
+late_data_backfill_sensor = build_late_data_sensor(current_spec())
 
 
 # ---- failed checks ---------------------------------------------------------------------
