@@ -36,6 +36,7 @@ from strangler.sensors.rollback import rollback_requests_sensor
 from strangler.settings import get_settings
 
 from .migration_helpers import seeded_database
+from .sensor_helpers import tick
 
 pytestmark = pytest.mark.integration
 
@@ -84,29 +85,14 @@ def _touch(url: str, table: str, day: str) -> None:
     assert n == 1
 
 
-def _tick(
-    sensor: dg.SensorDefinition,
-    defs: dg.Definitions,
-    instance: dg.DagsterInstance,
-    cursor: str | None,
-) -> dg.SensorExecutionData:  # type: ignore[name-defined]
-    with dg.build_sensor_context(
-        instance=instance,
-        cursor=cursor,
-        definitions=defs,
-        resources={k: (defs.resources or {})[k] for k in ("postgres", "monolith")},
-    ) as ctx:
-        return sensor.evaluate_tick(ctx)
-
-
 def test_late_data_sensor_requests_changed_days_once_as_one_backfill(url: str) -> None:
     defs = _defs(url, late_data_backfill_sensor)
     with dg.instance_for_test() as instance:
-        first = _tick(late_data_backfill_sensor, defs, instance, None)
+        first = tick(late_data_backfill_sensor, defs, instance, None)
         assert first.run_requests == []
         _touch(url, "documents", DAYS[0])
         _touch(url, "customers", DAYS[2])
-        data = _tick(late_data_backfill_sensor, defs, instance, first.cursor)
+        data = tick(late_data_backfill_sensor, defs, instance, first.cursor)
         assert len(data.run_requests) == 1
         request = data.run_requests[0]
         subset = request.asset_graph_subset
@@ -118,10 +104,10 @@ def test_late_data_sensor_requests_changed_days_once_as_one_backfill(url: str) -
         assert set(subset.asset_keys) == daily
         for key in daily:
             assert set(subset.get_partitions_subset(key).get_partition_keys()) == {DAYS[0], DAYS[2]}
-        again = _tick(late_data_backfill_sensor, defs, instance, data.cursor)
+        again = tick(late_data_backfill_sensor, defs, instance, data.cursor)
         assert again.run_requests == []
         _touch(url, "ocr_pages", DAYS[0])
-        third = _tick(late_data_backfill_sensor, defs, instance, again.cursor)
+        third = tick(late_data_backfill_sensor, defs, instance, again.cursor)
         assert len(third.run_requests) == 1
         sub = third.run_requests[0].asset_graph_subset
         assert sub is not None
@@ -129,7 +115,7 @@ def test_late_data_sensor_requests_changed_days_once_as_one_backfill(url: str) -
             p for k in sub.asset_keys for p in sub.get_partitions_subset(k).get_partition_keys()
         } == {DAYS[0]}
         _delete_one(url, "processing_jobs", DAYS[1])
-        fourth = _tick(late_data_backfill_sensor, defs, instance, third.cursor)
+        fourth = tick(late_data_backfill_sensor, defs, instance, third.cursor)
         assert len(fourth.run_requests) == 1, "a hard delete must be noticed too"
         sub = fourth.run_requests[0].asset_graph_subset
         assert sub is not None
@@ -201,10 +187,10 @@ def test_failed_check_sensor_retries_n_times_then_files_a_request(url: str) -> N
         retries = []
         for _ in range(3):
             _fail(instance, day)
-            data = _tick(sensor, defs, instance, cursor)
+            data = tick(sensor, defs, instance, cursor)
             cursor = data.cursor
             retries.append(data.run_requests)
-            quiet = _tick(sensor, defs, instance, cursor)
+            quiet = tick(sensor, defs, instance, cursor)
             assert quiet.run_requests == [] and quiet.cursor in (None, cursor)
         assert [len(r) for r in retries] == [1, 1, 0]
         first = retries[0][0]
@@ -220,7 +206,7 @@ def test_failed_check_sensor_retries_n_times_then_files_a_request(url: str) -> N
             ).fetchall()
         assert len(rows) == 1 and rows[0][1] == "pending"
         _fail(instance, day)
-        after = _tick(sensor, defs, instance, cursor)
+        after = tick(sensor, defs, instance, cursor)
         assert after.run_requests == []
         assert json.loads(after.cursor or "{}")["filed"] == [day]
 
@@ -239,7 +225,7 @@ def test_failed_check_sensor_leaves_a_rolled_back_day_alone(url: str) -> None:
             )
         )
         _fail(instance, day)
-        data = _tick(sensor, defs, instance, None)
+        data = tick(sensor, defs, instance, None)
         assert data.run_requests == []
         assert json.loads(data.cursor or "{}")["tries"] == {}
         # Once re-materialized, the same failure is retried as usual.
@@ -247,7 +233,7 @@ def test_failed_check_sensor_leaves_a_rolled_back_day_alone(url: str) -> None:
             dg.AssetMaterialization(asset_key=dg.AssetKey(["clickhouse", "events"]), partition=day)
         )
         _fail(instance, day)
-        again = _tick(sensor, defs, instance, data.cursor)
+        again = tick(sensor, defs, instance, data.cursor)
         assert len(again.run_requests) == 1 and again.run_requests[0].partition_key == day
 
 
@@ -262,14 +248,14 @@ def test_rollback_sensor_launches_each_request_once(url: str) -> None:
         ).fetchone()
         conn.commit()
     with dg.instance_for_test() as instance:
-        data = _tick(rollback_requests_sensor, defs, instance, None)
+        data = tick(rollback_requests_sensor, defs, instance, None)
         ours = [r for r in data.run_requests if r.run_key == f"rollback:{rid}"]
         assert len(ours) == 1
         config = ours[0].run_config["ops"]["rollback_plan"]["config"]
         assert config["from_day"] == DAYS[1] and config["to_day"] == DAYS[2]
         assert config["services"] == ["clickhouse", "weaviate"]
         assert config["request_id"] == rid
-        again = _tick(rollback_requests_sensor, defs, instance, data.cursor)
+        again = tick(rollback_requests_sensor, defs, instance, data.cursor)
         assert all(r.run_key != f"rollback:{rid}" for r in again.run_requests)
     with psycopg.connect(url) as conn:
         assert conn.execute(

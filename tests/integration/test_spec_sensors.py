@@ -16,6 +16,7 @@ from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
 from strangler.sensors.backfill import build_late_data_sensor
 
+from .sensor_helpers import tick
 from .shop_helpers import SHOP_DAYS, ShopEstate, shop_estate
 from .test_spec_migration import migrate_all
 
@@ -25,21 +26,6 @@ def shop(postgres_url: str) -> Iterator[ShopEstate]:
     with shop_estate(postgres_url) as estate:
         migrate_all(estate)
         yield estate
-
-
-def _tick(
-    sensor: dg.SensorDefinition,
-    defs: dg.Definitions,
-    instance: dg.DagsterInstance,
-    cursor: str | None,
-) -> dg.SensorExecutionData:  # type: ignore[name-defined]
-    with dg.build_sensor_context(
-        instance=instance,
-        cursor=cursor,
-        definitions=defs,
-        resources={k: (defs.resources or {})[k] for k in ("postgres", "monolith")},
-    ) as ctx:
-        return sensor.evaluate_tick(ctx)
 
 
 def test_deletes_and_reference_edits_are_late_data(shop: ShopEstate, kafka: KafkaResource) -> None:
@@ -65,7 +51,7 @@ def test_deletes_and_reference_edits_are_late_data(shop: ShopEstate, kafka: Kafk
     )
     day = SHOP_DAYS[2].isoformat()
     with dg.instance_for_test() as instance:
-        quiet = _tick(sensor, defs, instance, None)
+        quiet = tick(sensor, defs, instance, None)
         assert quiet.run_requests == []
         with psycopg.connect(shop.owner_url) as conn:
             deleted = conn.execute(
@@ -75,7 +61,7 @@ def test_deletes_and_reference_edits_are_late_data(shop: ShopEstate, kafka: Kafk
             ).rowcount
             conn.commit()
         assert deleted == 1
-        after_delete = _tick(sensor, defs, instance, quiet.cursor)
+        after_delete = tick(sensor, defs, instance, quiet.cursor)
         assert len(after_delete.run_requests) == 1
         subset = after_delete.run_requests[0].asset_graph_subset
         assert subset is not None
@@ -87,7 +73,7 @@ def test_deletes_and_reference_edits_are_late_data(shop: ShopEstate, kafka: Kafk
         with psycopg.connect(shop.owner_url) as conn:
             conn.execute("UPDATE shop.countries SET vat_rate = 9.00 WHERE code = 'NL'")
             conn.commit()
-        after_edit = _tick(sensor, defs, instance, after_delete.cursor)
+        after_edit = tick(sensor, defs, instance, after_delete.cursor)
         assert len(after_edit.run_requests) == 1
         request = after_edit.run_requests[0]
         assert request.run_key is not None and request.run_key.startswith("reference:")
@@ -95,4 +81,4 @@ def test_deletes_and_reference_edits_are_late_data(shop: ShopEstate, kafka: Kafk
             dg.AssetKey(["event_store", "reference"]),
             dg.AssetKey(["kafka", "shop.countries"]),
         }
-        assert _tick(sensor, defs, instance, after_edit.cursor).run_requests == []
+        assert tick(sensor, defs, instance, after_edit.cursor).run_requests == []
