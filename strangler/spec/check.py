@@ -1,7 +1,7 @@
 """A spec against the monolith it describes: every name exists, keys are keys, types map.
 
 Loading a spec (`load.py`) proves it is well formed; only the database can tell whether
-`customer_id` is a column, whether `[id]` identifies a row and whether a `tsvector` can be
+`order_id` is a column, whether `[id]` identifies a row and whether a `tsvector` can be
 carried, and only Postgres can compile the spec's SQL (`check_sql`). Each problem names the
 spec's line and a fix, so `strangler spec check --against` fails before a migration run
 would, on the first row, at 3 a.m.

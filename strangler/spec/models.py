@@ -35,7 +35,7 @@ JsonKind = Literal[
 ]
 
 
-Identifier = Annotated[str, Field(pattern=IDENTIFIER.pattern, examples=["customer_id"])]
+Identifier = Annotated[str, Field(pattern=IDENTIFIER.pattern, examples=["order_id"])]
 
 
 class Strict(BaseModel):
