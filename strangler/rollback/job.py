@@ -1,9 +1,10 @@
 """The `rollback` job: plan -> snapshot -> execute -> validate -> report, visible in the UI.
 
 The ops are thin: each calls one step of the plain library. The report is the run's metadata;
-every rolled-back partition gets an AssetObservation carrying the rollback id (open-source
-Dagster cannot wipe partition history, so the rollback is recorded forward; the next
-materialization of the partition supersedes it).
+every rolled-back partition gets an AssetObservation carrying the rollback id, a failed `live`
+check, and reads Failed in the partitions view (see `partition_status`): open-source Dagster
+cannot wipe partition history, so the rollback is recorded forward, and the next
+materialization of the partition (or an undo) supersedes it.
 """
 
 import time
@@ -26,6 +27,11 @@ from strangler.rollback.asset_keys import asset_keys_for
 from strangler.rollback.code_versions import days_written_after
 from strangler.rollback.execute import ExecuteResult, execute
 from strangler.rollback.liveness import RollbackMark, liveness
+from strangler.rollback.partition_status import (
+    ROLLBACK_TAG,
+    restored_materializations,
+    retract_partitions,
+)
 from strangler.rollback.plan import Plan, build_plan, scope_of
 from strangler.rollback.report import Report, create_request, save_report, set_request_status
 from strangler.rollback.snapshot import SnapshotResult, snapshot_dir, take_snapshot
@@ -37,7 +43,6 @@ from strangler.settings import get_settings
 
 JOB_NAME = "rollback"
 UNDO_JOB_NAME = "rollback_undo"
-ROLLBACK_TAG = "strangler/rollback_id"
 
 
 class RollbackConfig(dg.Config):
@@ -284,10 +289,20 @@ def rollback_report(
     with psycopg.connect(targets.postgres_conninfo) as conn:
         save_report(conn, report, snapshot_dir(targets, planned.request_id))
         conn.commit()
+    retractions: list[str] = []
     if not planned.dry_run and executed is not None:
-        mark_partitions(context, planned.plan.scope.services, planned.plan.days, planned.request_id)
+        services = planned.plan.scope.services
+        mark_partitions(context, services, planned.plan.days, planned.request_id)
+        retractions = retract_partitions(
+            context.instance,
+            asset_keys_for(services),
+            planned.plan.days,
+            planned.request_id,
+            context.run_id,
+        )
     context.add_output_metadata(
         {
+            "retraction_runs": dg.MetadataValue.json(retractions),
             "status": report.status,
             "report": dg.MetadataValue.md(report.markdown()),
             "report_json": dg.MetadataValue.json(report.to_dict()),
@@ -334,6 +349,11 @@ def rollback_undo_op(
     targets = build_targets(postgres, kafka, clickhouse, weaviate, overrides)
     result = undo(targets, config.ref)
     mark_partitions(context, result.services, result.days, result.request_id, restored=True)
+    keys = asset_keys_for(result.services)
+    for materialization in restored_materializations(
+        context.instance, keys, result.days, result.request_id
+    ):
+        context.log_event(materialization)
     summary = {"request_id": result.request_id, "days": result.days, "restored": result.restored}
     context.add_output_metadata({"undo": dg.MetadataValue.json(summary)})
     return summary

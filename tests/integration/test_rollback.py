@@ -45,6 +45,7 @@ from strangler.rollback.check_evidence import PRESENCE_CHECKS, day_outcomes
 from strangler.rollback.code_versions import days_written_after
 from strangler.rollback.execute import RollbackRefused
 from strangler.rollback.job import rollback_job
+from strangler.rollback.partition_status import KIND_TAG, RETRACTION
 from strangler.rollback.plan import scope_of
 from strangler.rollback.report import create_request
 from strangler.rollback.run import run_rollback
@@ -380,8 +381,13 @@ def test_cli_rolls_back_and_undoes_through_dagster(built: Built, tmp_path: Path)
     assert built.fp(KEY) == built.fingerprints[KEY]
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         assert partition_liveness(instance, dg.AssetKey(["event_store", "events"]), KEY).passed
-        names = {r.job_name for r in instance.get_runs()}
-        assert names == {"rollback", "rollback_undo"}
+        runs = instance.get_runs()
+        retractions = [r for r in runs if r.tags.get(KIND_TAG) == RETRACTION]
+        assert {r.job_name for r in runs if r not in retractions} == {"rollback", "rollback_undo"}
+        # the rolled-back day read Failed in the partitions view: one failed run planning it
+        assert [(r.tags["dagster/partition"], r.status) for r in retractions] == [
+            (KEY, dg.DagsterRunStatus.FAILURE)
+        ]
 
     bad = _strangler(["rollback", "redis", "--from", KEY, "--to", KEY], env)
     assert bad.returncode != 0 and "redis" in bad.stdout + bad.stderr
