@@ -7,7 +7,9 @@ scripts/install-browser.sh; Playwright cannot download its own browser here) aga
 1. open the global asset graph;
 2. on `event_store/events`: Materialize… -> pick ONE partition -> Launch 1 run; wait for
    success; its asset checks show as passed (or, with no checks, the materialization shows);
-3. Materialize… -> a range of THREE partitions -> Launch backfill; wait for all three runs.
+3. Materialize… -> a range of THREE partitions -> Launch backfill; wait for all three runs;
+4. `strangler rollback event-store` of the middle day: the partitions view shows it Failed and
+   the other two Materialized; `strangler rollback undo`: all three Materialized again.
 
 Isolation: the demo's data is never touched. The monolith is seeded into a throwaway database
 (STRANGLER_POSTGRES_URL of the webserver, daemon and runs points there), and the Dagster
@@ -19,7 +21,10 @@ Screenshots land in artifacts/ui/ (gitignored), the processes' logs in artifacts
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -332,3 +337,77 @@ def test_seed_days_are_inside_the_partition_window() -> None:
     keys = set(daily_partitions.get_partition_keys())
     assert {d.isoformat() for d in DAYS} <= keys
     assert all(d < date.today() + timedelta(days=1) for d in DAYS)
+
+
+PARTITION_STATUS_QUERY = """
+query PartitionStatus($key: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $key) {
+    ... on AssetNode {
+      assetPartitionStatuses {
+        ... on TimePartitionStatuses { ranges { status startKey endKey } }
+      }
+    }
+  }
+}
+"""
+
+
+def _partition_statuses(ui: DagsterUI) -> dict[str, str]:
+    """day -> MATERIALIZED / FAILED / MATERIALIZING, as the partitions view is drawn."""
+    data = _graphql(ui, PARTITION_STATUS_QUERY, {"key": {"path": ASSET_KEY}})
+    out: dict[str, str] = {}
+    for r in data["assetNodeOrError"]["assetPartitionStatuses"]["ranges"]:
+        first, last = date.fromisoformat(r["startKey"]), date.fromisoformat(r["endKey"])
+        for i in range((last - first).days + 1):
+            out[(first + timedelta(days=i)).isoformat()] = r["status"]
+    return out
+
+
+def _strangler(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).parent / "strangler"), *args]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"strangler {' '.join(args)}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_rolled_back_partition_reads_failed_then_healthy_after_undo(
+    ui: DagsterUI, page: Any, seeded_url: str, tmp_path: Path
+) -> None:
+    """`strangler rollback` of one day: the partitions view shows that day Failed, the others
+    Materialized; `strangler rollback undo` makes it Materialized again."""
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(ui.dagster_home),
+        "STRANGLER_POSTGRES_URL": seeded_url,
+        "STRANGLER_ROLLBACK_SNAPSHOT_DIR": str(tmp_path / "snapshots"),
+    }
+    days = [d.isoformat() for d in DAYS]
+    if any(_partition_statuses(ui).get(d) != "MATERIALIZED" for d in days):
+        _strangler(["migrate", "events", "--from", days[0], "--to", days[-1]], env)
+    rolled_back = days[1]
+    try:
+        rollback = _strangler(
+            ["rollback", "event-store", "--from", rolled_back, "--to", rolled_back], env
+        )
+        found = re.search(r"request ([0-9a-f-]{36})", rollback.stdout)
+        assert found, rollback.stdout
+        statuses = _partition_statuses(ui)
+        assert statuses[rolled_back] == "FAILED", statuses
+        assert [statuses[d] for d in days if d != rolled_back] == ["MATERIALIZED"] * 2
+
+        expect = sync_api.expect
+        page.goto(f"{ui.url}/assets/{ASSET_PATH}?view=partitions")
+        expect(page.get_by_text("Failed (1)")).to_be_visible()
+        expect(page.get_by_text(f"Materialized ({len(DAYS) - 1})")).to_be_visible()
+        _shot(page, "08-partitions-after-rollback")
+
+        _strangler(["rollback", "undo", found.group(1)], env)
+        statuses = _partition_statuses(ui)
+        assert [statuses[d] for d in days] == ["MATERIALIZED"] * 3, statuses
+        page.goto(f"{ui.url}/assets/{ASSET_PATH}?view=partitions")
+        expect(page.get_by_text(f"Materialized ({len(DAYS)})")).to_be_visible()
+        expect(page.get_by_text("Failed (1)")).not_to_be_visible()
+        _shot(page, "09-partitions-after-undo")
+    except BaseException:
+        _shot(page, "98-rollback-failure")
+        raise
