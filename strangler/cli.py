@@ -21,6 +21,8 @@ app = typer.Typer(
     help="Strangler: migrate a monolith's Postgres into an event-sourced estate.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold passwords
+    epilog="Exit codes: 0 done, 1 a run or check failed, 2 usage error, "
+    "3 a service or the Dagster instance is unreachable or not set up.",
 )
 stack_app = typer.Typer(help="The local service stack (no Docker).", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
@@ -38,7 +40,7 @@ def root(
         ),
     ] = False,
 ) -> None:
-    """Exit codes: 0 done, 1 a run or check failed, 2 usage error, 3 a service is unreachable."""
+    """Remember --debug for the error handler (`strangler.cli_errors.run`)."""
     cli_errors.state.debug = cli_errors.state.debug or debug
 
 
