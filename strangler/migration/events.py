@@ -20,7 +20,7 @@ from typing import Any
 from strangler.event_store.model import NewEvent, event_id_for
 from strangler.migration.source import KEY_SEPARATOR, aggregate_id
 from strangler.spec import current_spec
-from strangler.spec.models import Aggregate, EstateSpec, FieldSource, SqlField
+from strangler.spec.models import Aggregate, EstateSpec, FieldSource, JsonKind, SqlField
 from strangler.spec.types import to_json
 
 TOPICS: dict[str, str] = current_spec().topics
@@ -48,38 +48,46 @@ def topic_for(spec: EstateSpec, prefix: str = "") -> Any:
     return topic
 
 
-def _value(aggregate: Aggregate, row: Mapping[str, Any], column: str) -> Any:
-    rules = aggregate.columns.get(column)
+Plan = tuple[tuple[str, str, JsonKind | None], ...]
+"""A payload compiled once per event declaration: (field, row key, JSON kind override)."""
+
+
+def payload_plan(aggregate: Aggregate, fields: dict[str, FieldSource], prefix: str) -> Plan:
+    """Where each payload field comes from in an extraction row, resolved once, not per row."""
+    plan: list[tuple[str, str, JsonKind | None]] = []
+    for name, source in fields.items():
+        if isinstance(source, SqlField):
+            plan.append((name, f"__f_{prefix}_{name}", None))
+        else:
+            rules = aggregate.columns.get(source)
+            plan.append((name, source, rules.as_ if rules else None))
+    return tuple(plan)
+
+
+def _convert(row: Mapping[str, Any], key: str, kind: JsonKind | None) -> Any:
     try:
-        return to_json(row[column], rules.as_ if rules else None)
+        return to_json(row[key], kind)
     except (TypeError, ValueError) as exc:
-        raise UnmappableValue(column, exc) from exc
+        raise UnmappableValue(key, exc) from exc
 
 
 def row_state(aggregate: Aggregate, row: Mapping[str, Any]) -> dict[str, Any]:
     """Every carried column of the row as event JSON (the generic payload)."""
     excluded = set(aggregate.source.exclude)
+    kinds = {c: r.as_ for c, r in aggregate.columns.items()}
     return {
-        c: _value(aggregate, row, c) for c in row if not c.startswith("__") and c not in excluded
+        c: _convert(row, c, kinds.get(c))
+        for c in row
+        if not c.startswith("__") and c not in excluded
     }
 
 
 def _payload(
-    aggregate: Aggregate,
-    row: Mapping[str, Any],
-    fields: dict[str, FieldSource] | None,
-    prefix: str,
-    state: Callable[[], dict[str, Any]],
+    row: Mapping[str, Any], plan: Plan | None, state: Callable[[], dict[str, Any]]
 ) -> dict[str, Any]:
-    if fields is None:
+    if plan is None:
         return dict(state())
-    out = {}
-    for name, source in fields.items():
-        if isinstance(source, SqlField):
-            out[name] = to_json(row[f"__f_{prefix}_{name}"])
-        else:
-            out[name] = _value(aggregate, row, source)
-    return out
+    return {name: _convert(row, key, kind) for name, key, kind in plan}
 
 
 def _identity(row: Mapping[str, Any], columns: list[str]) -> str:
@@ -101,6 +109,15 @@ class EventBuilder:
         stream = aggregate.fold_into
         self.stream_type = stream or aggregate.name
         self._stream_link = aggregate.parent(stream).columns if stream else None
+        events = aggregate.events
+
+        def plan(fields: dict[str, FieldSource] | None, prefix: str) -> Plan | None:
+            return payload_plan(aggregate, fields, prefix) if fields is not None else None
+
+        self._import_plan = plan(events.import_.fields, "import")
+        self._change_plan = plan(events.change.fields, "change")
+        self._delete_plan = plan(events.delete.fields, "delete")
+        self._named_plans = [plan(n.fields, str(i)) for i, n in enumerate(events.named)]
 
     def metadata(self, row_id: str) -> dict[str, Any]:
         meta = {"source_table": self.aggregate.source.table, "source_id": row_id}
@@ -164,7 +181,7 @@ class EventBuilder:
                     events.import_.change or "imported",
                     aggregate.event_type("import"),
                     at,
-                    _payload(aggregate, row, events.import_.fields, "import", state),
+                    _payload(row, self._import_plan, state),
                 )
             )
         for index, named in enumerate(events.named):
@@ -178,7 +195,7 @@ class EventBuilder:
                     change,
                     named.type,
                     row.get(f"__at_{index}"),
-                    _payload(aggregate, row, named.fields, str(index), state),
+                    _payload(row, self._named_plans[index], state),
                 )
             )
         if is_soft_deleted(aggregate, row) and events.delete.enabled:
@@ -208,8 +225,8 @@ class EventBuilder:
             )
         )
         payload = (
-            _payload(self.aggregate, row, events.change.fields, "change", lambda: changed)
-            if events.change.fields
+            _payload(row, self._change_plan, lambda: changed)
+            if self._change_plan is not None
             else changed
         )
         return self._event(
@@ -236,10 +253,8 @@ class EventBuilder:
             value = row.get(column) if column else None
             at = value if isinstance(value, datetime) else None
         payload: dict[str, Any] = {"id": row_id, "hard_delete": row is None}
-        if row is not None and events.delete.fields is not None:
-            payload = _payload(
-                self.aggregate, row, events.delete.fields, "delete", state or (lambda: {})
-            )
+        if row is not None and self._delete_plan is not None:
+            payload = _payload(row, self._delete_plan, state or (lambda: {}))
         return self._event(
             row_id,
             row or {},

@@ -12,6 +12,9 @@ from typing import Any
 from strangler.spec.models import Aggregate, EstateSpec, FieldSource, SqlField
 
 Schema = dict[str, Any]
+NOT_NULL = ["string", "number", "boolean", "object", "array"]
+"""Every JSON type but null: a positive test (`not: {type: null}` costs an exception per
+valid value in the compiled validator)."""
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -19,7 +22,7 @@ def _column_schema(aggregate: Aggregate, column: str, required: set[str]) -> Sch
     rules = aggregate.columns.get(column)
     schema: Schema = {}
     if column in required:
-        schema["not"] = {"type": "null"}
+        schema["type"] = NOT_NULL
     if rules is not None:
         if rules.min is not None:
             schema["minimum"] = rules.min

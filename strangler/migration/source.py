@@ -288,20 +288,23 @@ class DayMark:
         return f"rows={self.rows};max_updated_at={mark};checksum={self.checksum}"
 
 
+def _mark_columns(aggregate: Aggregate) -> tuple[sql.Composable, sql.Composable]:
+    """SQL of (watermark, checksum) per row: `max(updated_at)` shows edits where the table
+    has it; otherwise a hash of the whole row does (the costlier way, so only then)."""
+    if aggregate.source.updated_at:
+        return ident("t", aggregate.source.updated_at), sql.SQL("0::bigint")
+    return sql.SQL("NULL::timestamptz"), sql.SQL("hashtextextended(t::text, 0)")
+
+
 def window_mark(
     conn: psycopg.Connection[Any], spec: EstateSpec, aggregate: Aggregate, window: Window
 ) -> DayMark:
     """The mark of one partition of one table, computed exactly as `day_marks` does."""
     where, params = window_where(spec, aggregate, window)
-    updated = (
-        ident("t", aggregate.source.updated_at)
-        if aggregate.source.updated_at
-        else sql.SQL("NULL::timestamptz")
-    )
+    updated, checksum = _mark_columns(aggregate)
     query = sql.SQL(
-        "SELECT count(*), max({updated}), coalesce(sum(hashtextextended(t::text, 0)), 0)"
-        " FROM {table} t WHERE {where}"
-    ).format(updated=updated, table=table_ref(aggregate), where=where)
+        "SELECT count(*), max({updated}), coalesce(sum({checksum}), 0) FROM {table} t WHERE {where}"
+    ).format(updated=updated, checksum=checksum, table=table_ref(aggregate), where=where)
     row = conn.execute(query, params).fetchone()
     assert row is not None
     return DayMark(int(row[0]), row[1], int(row[2]) % (2**63))
@@ -317,24 +320,19 @@ def partition_version(marks: dict[str, DayMark]) -> str:
 def day_marks(
     conn: psycopg.Connection[Any], spec: EstateSpec, aggregate: Aggregate
 ) -> dict[str, DayMark]:
-    """Per partition key: row count, max(updated_at) and an order-insensitive row checksum.
-
-    The checksum makes edits visible on tables without `updated_at` and deletes visible
-    everywhere; reference data has one key, `reference`.
+    """Per partition key: row count and max(updated_at), or, for a table without
+    `updated_at`, an order-insensitive row checksum. The count shows inserts and deletes;
+    reference data has one key, `reference`.
     """
     day = (
         sql.Literal(REFERENCE)
         if aggregate.is_reference
         else sql.SQL("({})::text").format(DayFilter(spec).day_of(aggregate, "t"))
     )
-    updated = (
-        ident("t", aggregate.source.updated_at)
-        if aggregate.source.updated_at
-        else sql.SQL("NULL::timestamptz")
-    )
+    updated, checksum = _mark_columns(aggregate)
     query = sql.SQL(
         "SELECT day, count(*), max(updated), coalesce(sum(checksum), 0) FROM"
-        " (SELECT {day} AS day, {updated} AS updated, hashtextextended(t::text, 0) AS checksum"
+        " (SELECT {day} AS day, {updated} AS updated, {checksum} AS checksum"
         "  FROM {table} t) s WHERE day IS NOT NULL GROUP BY day ORDER BY day"
-    ).format(day=day, updated=updated, table=table_ref(aggregate))
+    ).format(day=day, updated=updated, checksum=checksum, table=table_ref(aggregate))
     return {str(r[0]): DayMark(int(r[1]), r[2], int(r[3]) % (2**63)) for r in conn.execute(query)}

@@ -116,8 +116,13 @@ _BY_TYPE: list[tuple[type, Callable[[Any], Any]]] = [
 ]
 
 
+_PLAIN = frozenset({str, int, float, bool, dict, type(None)})
+
+
 def to_json(value: Any, kind: JsonKind | None = None) -> Any:
     """A row value as event JSON; `kind` is the column's override (`as:`), if any."""
+    if kind is None and type(value) in _PLAIN:
+        return value
     if value is None:
         return None
     if kind == "number" and isinstance(value, Decimal):
