@@ -44,7 +44,9 @@ def test_every_help_prints_no_warning() -> None:
     paths = _command_paths()
     expected = {"stack", "db", "migrate", "check", "rollback", "seed", "ui", "demo"}
     assert expected <= {p[0] for p in paths if p}
-    assert {"clickhouse", "weaviate", "all"} <= {p[1] for p in paths if len(p) == 2 and p[0] == "migrate"}
+    assert {"clickhouse", "weaviate", "all"} <= {
+        p[1] for p in paths if len(p) == 2 and p[0] == "migrate"
+    }
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(_help, paths))
     for path, result in results:
