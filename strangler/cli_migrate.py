@@ -37,7 +37,7 @@ DryRunOpt = Annotated[
     bool,
     typer.Option(
         "--dry-run",
-        envvar=["STRANGLER_DRY_RUN", "DRY_RUN"],
+        envvar="STRANGLER_DRY_RUN",
         help="events/kafka: validate and count, write nothing; clickhouse/weaviate: show what "
         "each day would load, launch nothing.",
     ),

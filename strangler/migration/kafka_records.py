@@ -150,7 +150,7 @@ def _settling(exc: BaseException) -> bool:
 
 @retry(
     retry=retry_if_exception(_settling),
-    wait=wait_exponential_jitter(initial=0.2, max=2),
+    wait=wait_exponential_jitter(multiplier=0.2, max=2),
     stop=stop_after_delay(30),
     reraise=True,
 )

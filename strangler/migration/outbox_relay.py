@@ -211,7 +211,7 @@ class DayRelay:
 
         @retry(
             retry=retry_if_exception_type(RetriableRelayError),
-            wait=wait_exponential_jitter(initial=1, max=30),
+            wait=wait_exponential_jitter(multiplier=1, max=30),
             stop=stop_after_attempt(self.options.attempts),
             reraise=True,
             before_sleep=lambda state: self.report(
