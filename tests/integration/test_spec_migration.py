@@ -22,6 +22,10 @@ from strangler.migration.outbox_relay import DayRelay
 from strangler.migration.partition_run import PartitionMigration, PartitionResult, RunOptions
 from strangler.migration.topics import domain_topic_specs, ensure_topics, progress_topic_spec
 from strangler.resources.kafka import KafkaResource
+from strangler.spec import parse_spec
+from strangler.spec.catalog import load_catalog, oldest_day, read_only
+from strangler.spec.check import check_spec
+from strangler.spec.init import draft_spec, own_day_columns
 
 from .migration_helpers import store_fingerprint
 from .shop_helpers import SHOP_DAYS, SHOP_NOW, ShopEstate, shop_estate
@@ -222,3 +226,21 @@ def test_kill_9_mid_run_then_rerun_equals_an_uninterrupted_run(postgres_url: str
             final = migrate(victim, key, batch_size=3)
             assert final.migrated + final.failed == final.source_rows
         assert store_fingerprint(victim.estate_url) == store_fingerprint(reference.estate_url)
+
+
+def test_a_drafted_spec_checks_and_migrates_the_shop(shop: ShopEstate) -> None:
+    """`strangler spec init`'s draft, unedited, passes `spec check` and migrates every partition."""
+    catalog = load_catalog(shop.monolith_url, ["shop"])
+    with read_only(shop.monolith_url) as conn:
+        first = oldest_day(conn, own_day_columns(catalog, ["shop"]))
+    draft = parse_spec(draft_spec(catalog, ["shop"], first_partition=first), "draft.yaml")
+    assert check_spec(draft, catalog) == []
+    keys = ["reference", *(d.isoformat() for d in SHOP_DAYS)]
+    for key in keys:
+        result = PartitionMigration(
+            shop.estate_url, key, spec=draft, source_conninfo=shop.monolith_url, now=SHOP_NOW
+        ).run()
+        assert result.source_rows > 0 and result.migrated + result.failed == result.source_rows
+    with psycopg.connect(shop.estate_url) as conn, psycopg.connect(shop.monolith_url) as monolith:
+        for key in keys:
+            assert check_monolith_accounted(conn, key, spec=draft, monolith=monolith).passed

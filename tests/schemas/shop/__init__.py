@@ -65,7 +65,8 @@ def seed_shop(
             name = f"User {n}"
             country = COUNTRIES[n % len(COUNTRIES)][0]
             tier = ("free", "plus", "business")[n % 3]
-            deleted = at + timedelta(hours=2) if n % 11 == 0 else None
+            deleted = at + timedelta(hours=2) if n % 10 == 0 else None
+            preferences = '{"theme": "dark"}' if n % 2 else None
             kind = (n % 7) if dirty else -1
             if kind == 1:
                 email = None
@@ -80,9 +81,13 @@ def seed_shop(
             elif kind == 4:
                 country = "XX"
                 dirt.add("accounts", str(account), "orphan_fk", "country_code")
+            elif kind == 5:
+                preferences = '{"theme": dark'
+                dirt.add("accounts", str(account), "malformed_json", "preferences")
             conn.execute(
                 "INSERT INTO shop.accounts (id, email, display_name, tier, country_code, settings,"
-                " signed_up_at, modified_at, deleted_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " preferences, signed_up_at, modified_at, deleted_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 (
                     account,
                     email,
@@ -90,6 +95,7 @@ def seed_shop(
                     tier,
                     country,
                     psycopg.types.json.Jsonb({"newsletter": n % 2 == 0, "n": n}),
+                    preferences,
                     at,
                     at + timedelta(minutes=5),
                     deleted,

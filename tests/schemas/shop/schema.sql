@@ -3,7 +3,8 @@
 -- What it has that the sample has not: a uuid primary key (accounts), composite primary keys
 -- (orders, order_lines), a child dated by its parent through a composite foreign key
 -- (order_lines -> orders), reference data without any time column (countries), a soft-delete
--- column (accounts.deleted_at), money as numeric(12,2), jsonb, enums, an updated_at column
+-- column (accounts.deleted_at), money as numeric(12,2), jsonb (and JSON kept in text), enums,
+-- an updated_at column
 -- under another name (modified_at), and tables with no updated_at at all.
 
 CREATE SCHEMA shop;
@@ -24,6 +25,7 @@ CREATE TABLE shop.accounts (
     tier          shop.account_tier NOT NULL DEFAULT 'free',
     country_code  char(2),
     settings      jsonb NOT NULL DEFAULT '{}'::jsonb,
+    preferences   text,
     signed_up_at  timestamptz NOT NULL,
     modified_at   timestamptz NOT NULL,
     deleted_at    timestamptz
