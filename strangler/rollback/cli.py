@@ -22,7 +22,7 @@ from strangler.cli_options import FromOpt, ToOpt
 from strangler.dagster_preview import resolving_definitions
 from strangler.preflight import Service, require
 from strangler.rollback.job import JOB_NAME, UNDO_JOB_NAME
-from strangler.rollback.plan import scope_of
+from strangler.rollback.plan import Scope, scope_of
 from strangler.rollback.report import create_request
 from strangler.rollback.targets import ANALYTICS, EVENT_STORE, RELAY, SEARCH
 from strangler.rollback.undo import resolve_request
@@ -103,17 +103,7 @@ def rollback(
             status="running",
         )
         conn.commit()
-    config: dict[str, Any] = {
-        "services": list(scope.services),
-        "dry_run": dry_run,
-        "request_id": request_id,
-        "reason": reason,
-        "from_day": scope.from_day,
-        "to_day": scope.to_day,
-        "after": after.isoformat() if after else None,
-        "code_version": scope.code_version,
-    }
-    result = _run(JOB_NAME, "rollback_plan", config)
+    result = _run(JOB_NAME, "rollback_plan", job_config(scope, request_id, dry_run, reason))
     folder = (get_settings().rollback_snapshot_dir or settings.home / "rollbacks") / request_id
     report = folder / "report.md"
     if report.exists():
@@ -121,6 +111,20 @@ def rollback(
     console.print(f"request {request_id}, Dagster run {result.run_id}", soft_wrap=True)
     if not result.success:
         raise RunFailed(f"rollback {request_id} failed (Dagster run {result.run_id}, see the UI)")
+
+
+def job_config(scope: Scope, request_id: str, dry_run: bool, reason: str) -> dict[str, Any]:
+    """The rollback job's run config for a parsed command line."""
+    return {
+        "services": list(scope.services),
+        "dry_run": dry_run,
+        "request_id": request_id,
+        "reason": reason,
+        "from_day": scope.from_day,
+        "to_day": scope.to_day,
+        "after": scope.after.isoformat() if scope.after else None,
+        "code_version": scope.code_version,
+    }
 
 
 def _valid_ref(ref: str) -> str:

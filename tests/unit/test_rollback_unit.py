@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from types import SimpleNamespace
-from typing import Any
+from datetime import UTC, datetime
 
 import dagster as dg
 import pytest
-from typer.testing import CliRunner
+import typer
 
 from strangler.rollback import cli
 from strangler.rollback.plan import neighbour_days, scope_of
@@ -37,45 +35,22 @@ def test_neighbours_are_outside_the_range() -> None:
     assert neighbour_days(["2026-01-02", "2026-01-03"]) == ["2026-01-01", "2026-01-04"]
 
 
-@pytest.fixture
-def captured(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
-    calls: list[tuple[str, dict[str, Any]]] = []
-
-    @contextmanager
-    def fake_connect(*_a: Any, **_k: Any) -> Any:
-        yield SimpleNamespace(commit=lambda: None)
-
-    def fake_run(name: str, _op: str, config: dict[str, Any]) -> Any:
-        calls.append((name, config))
-        return SimpleNamespace(success=True, run_id="r1", output_for_node=lambda _n: {})
-
-    monkeypatch.setattr(cli.psycopg, "connect", fake_connect)
-    monkeypatch.setattr(cli, "create_request", lambda *a, **k: "rid-1")
-    monkeypatch.setattr(cli, "_run", fake_run)
-    return calls
-
-
-def test_cli_mirrors_the_old_script(captured: list[tuple[str, dict[str, Any]]]) -> None:
-    runner = CliRunner()
-    result = runner.invoke(cli.rollback_app, ["all", "3", "-t", "2024-01-15 10:00:00", "-d"])
-    assert result.exit_code == 0, result.output
-    name, config = captured[-1]
-    assert name == "rollback"
+def test_command_line_maps_to_the_job_config() -> None:
+    """What `strangler rollback all 3 -t ... -d` and `clickhouse --from --to` ask the job for
+    (the command itself runs end to end in tests/integration/test_rollback.py)."""
+    after = datetime(2024, 1, 15, 10, tzinfo=UTC)
+    config = cli.job_config(scope_of(["all"], after=after, code_version="3"), "rid-1", True, "cli")
     assert config["services"] == list(SERVICES)
     assert config["code_version"] == "3" and config["dry_run"] is True
     assert config["after"].startswith("2024-01-15T10:00:00")
     assert config["request_id"] == "rid-1"
-    result = runner.invoke(
-        cli.rollback_app, ["clickhouse", "--from", "2026-01-01", "--to", "2026-01-02"]
+    ranged = cli.job_config(
+        scope_of(["clickhouse"], from_day="2026-01-01", to_day="2026-01-02"), "r", False, "x"
     )
-    assert result.exit_code == 0, result.output
-    assert captured[-1][1]["services"] == ["analytics-service"]
-    assert captured[-1][1]["from_day"] == "2026-01-01"
-    result = runner.invoke(cli.rollback_app, ["undo", "42"])
-    assert result.exit_code == 0, result.output
-    assert captured[-1] == ("rollback_undo", {"ref": "42"})
-    bad = runner.invoke(cli.rollback_app, ["redis", "--from", "2026-01-01", "--to", "2026-01-01"])
-    assert bad.exit_code != 0
+    assert ranged["services"] == ["analytics-service"]
+    assert (ranged["from_day"], ranged["to_day"]) == ("2026-01-01", "2026-01-02")
+    with pytest.raises(typer.BadParameter, match="neither a rollback request id"):
+        cli._valid_ref("not-a-uuid")
 
 
 def test_liveness_fails_after_a_rollback_until_rematerialized() -> None:
