@@ -12,9 +12,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import dagster as dg
 import psycopg
 import typer
 from rich.console import Console
@@ -23,9 +22,13 @@ from rich.table import Table
 
 from strangler.cli_errors import RunFailed
 from strangler.cli_options import FromOpt, PartitionOpt, ToOpt, days
-from strangler.launch import DayRun, materialize_days
 from strangler.preflight import Service, require
 from strangler.settings import get_settings
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from strangler.launch import DayRun
 
 migrate_app = typer.Typer(
     help="Run migrations of a day range through Dagster (runs show in the UI).",
@@ -108,6 +111,10 @@ def launch(
     With `progress_of` the bar counts rows (the migration's own `migration_runs` progress);
     without, it counts days. Raises RunFailed (exit 1) when a day's run fails.
     """
+    import dagster as dg
+
+    from strangler.launch import materialize_days
+
     settings = get_settings()
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     run_config = {

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import psycopg
 import typer
 from rich.console import Console
 
-from strangler.checks.consistency import reconcile_targets
-from strangler.checks.report import render, store_report
-from strangler.checks.runner import SYSTEMS, CheckTargets, System, run_range
+from strangler.checks.systems import SYSTEMS, System
 from strangler.cli_options import FromOpt, PartitionOpt, ToOpt, days
 from strangler.preflight import Service, require
-from strangler.resources.factory import build_resources
 from strangler.settings import get_settings
+
+if TYPE_CHECKING:
+    from strangler.checks.runner import CheckTargets
 
 check_app = typer.Typer(help="Cross-system consistency checks of daily partitions.")
 console = Console()
@@ -56,7 +56,11 @@ SYSTEM_SERVICES: dict[System, tuple[Service, ...]] = {
 
 
 def default_targets() -> CheckTargets:
-    """Targets from settings, through the same resources the assets use."""
+    """Targets from settings, through the same resources the assets use (imported here:
+    Dagster and every store's client load only when checks run, not for `--help`)."""
+    from strangler.checks.consistency import reconcile_targets
+    from strangler.resources.factory import build_resources
+
     resources = build_resources(get_settings())
     return reconcile_targets(
         resources["postgres"],
@@ -82,6 +86,9 @@ def check(
     ] = True,
 ) -> None:
     """Run the checks; exit 1 when any does not pass."""
+    from strangler.checks.report import render, store_report
+    from strangler.checks.runner import run_range
+
     day_keys = partition_range(partition, start, end)
     systems: list[System] = [s for s in SYSTEMS if system.value in (s, "all")]
     require(get_settings(), [service for s in systems for service in SYSTEM_SERVICES[s]])

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 import weaviate
@@ -17,13 +17,12 @@ from strangler.checks import event_store as es_checks
 from strangler.checks import kafka as kafka_checks
 from strangler.checks import weaviate as wv_checks
 from strangler.checks.outcome import CheckOutcome
+from strangler.checks.systems import SYSTEMS, System
 from strangler.migration.events import TOPICS
 from strangler.migration.partition_run import source_session
 from strangler.search.schema import CollectionNames
 from strangler.settings import Settings
 
-System = Literal["event-store", "kafka", "clickhouse", "weaviate"]
-SYSTEMS: tuple[System, ...] = ("event-store", "kafka", "clickhouse", "weaviate")
 log = logging.getLogger(__name__)
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import dagster as dg
 import psycopg
 import typer
 from rich.console import Console
@@ -19,14 +18,13 @@ from rich.markdown import Markdown
 
 from strangler.cli_errors import RunFailed
 from strangler.cli_options import FromOpt, ToOpt
-from strangler.dagster_preview import resolving_definitions
 from strangler.preflight import Service, require
-from strangler.rollback.job import JOB_NAME, UNDO_JOB_NAME
-from strangler.rollback.plan import Scope, scope_of
-from strangler.rollback.report import create_request
-from strangler.rollback.targets import ANALYTICS, EVENT_STORE, RELAY, SEARCH
-from strangler.rollback.undo import resolve_request
+from strangler.rollback.scope import Scope, scope_of
+from strangler.rollback.services import ANALYTICS, EVENT_STORE, RELAY, SEARCH
 from strangler.settings import get_settings
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 rollback_app = typer.Typer(
     help="Roll days back in every store (or undo a rollback), as Dagster runs.",
@@ -92,6 +90,9 @@ def rollback(
         raise typer.BadParameter(str(exc)) from exc
     require(settings, ["dagster", "postgres", *(SERVICE_STORES[s] for s in scope.services)])
     password = settings.postgres_password.get_secret_value() if settings.postgres_password else None
+    from strangler.rollback.job import JOB_NAME
+    from strangler.rollback.report import create_request
+
     with psycopg.connect(settings.postgres_url, password=password) as conn:
         request_id = create_request(
             conn,
@@ -142,6 +143,8 @@ def _valid_ref(ref: str) -> str:
     password = settings.postgres_password.get_secret_value() if settings.postgres_password else None
     with psycopg.connect(settings.postgres_url, password=password) as conn:
         try:
+            from strangler.rollback.undo import resolve_request
+
             resolve_request(conn, ref)
         except LookupError as exc:
             raise typer.BadParameter(str(exc), param_hint="REQUEST_OR_REPORT_ID") from exc
@@ -149,6 +152,11 @@ def _valid_ref(ref: str) -> str:
 
 
 def _run(name: str, op: str, config: dict[str, Any]) -> dg.ExecuteInProcessResult:
+    """The job, run in the stack's instance (Dagster loads here, not for `--help`)."""
+    import dagster as dg
+
+    from strangler.dagster_preview import resolving_definitions
+
     settings = get_settings()
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
     from strangler.definitions import defs
@@ -167,6 +175,8 @@ def _run(name: str, op: str, config: dict[str, Any]) -> dg.ExecuteInProcessResul
 
 
 def _undo(ref: str) -> None:
+    from strangler.rollback.job import UNDO_JOB_NAME
+
     result = _run(UNDO_JOB_NAME, "rollback_undo_op", {"ref": ref})
     if not result.success:
         reasons = [

@@ -3,37 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import psycopg
 
 from strangler.rollback import check_evidence
+from strangler.rollback.scope import Scope, scope_of  # noqa: F401  (re-exported)
 from strangler.rollback.stores import day_counts
-from strangler.rollback.targets import Targets, resolve_services
-
-
-@dataclass(frozen=True)
-class Scope:
-    """What was asked: services, and days as a range, or "after T", or "code version > V"."""
-
-    services: tuple[str, ...]
-    from_day: str | None = None
-    to_day: str | None = None
-    after: datetime | None = None
-    code_version: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.from_day is None) != (self.to_day is None):
-            raise ValueError("give both --from and --to, or neither")
-        if self.from_day is None and self.after is None and self.code_version is None:
-            raise ValueError("give a partition range, a timestamp, or a code version")
-        if (
-            self.from_day is not None
-            and self.to_day is not None
-            and date.fromisoformat(self.to_day) < date.fromisoformat(self.from_day)
-        ):
-            raise ValueError(f"--to {self.to_day} is before --from {self.from_day}")
+from strangler.rollback.targets import Targets
 
 
 @dataclass
@@ -140,14 +118,3 @@ def neighbour_days(days: list[str]) -> list[str]:
             if n.isoformat() not in inside:
                 out.add(n.isoformat())
     return sorted(out)
-
-
-def scope_of(
-    services: list[str] | tuple[str, ...],
-    *,
-    from_day: str | None = None,
-    to_day: str | None = None,
-    after: datetime | None = None,
-    code_version: str | None = None,
-) -> Scope:
-    return Scope(resolve_services(services), from_day, to_day, after, code_version)
