@@ -30,20 +30,22 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-CONTROL_CHARS_REGEX = r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]|\\u0000"
-"""POSIX regex (for ``~`` in Postgres, ``re.search`` in Python) matching control-char dirt."""
+from strangler.migration import rules
+from strangler.migration.rules import CONTROL_CHARS_REGEX
+
+__all__ = ["CONTROL_CHARS_REGEX", "DirtKind"]
 
 
 class DirtKind(StrEnum):
     """One kind of bad data a legacy monolith accumulates; values are stable rule names."""
 
-    NULL_REQUIRED = "null_required"
-    MALFORMED_JSON = "malformed_json"
-    ORPHAN_FK = "orphan_fk"
-    DUPLICATE_NATURAL_KEY = "duplicate_natural_key"
-    OUT_OF_RANGE = "out_of_range"
-    CONTROL_CHARS = "control_chars"
-    FUTURE_TIMESTAMP = "future_timestamp"
+    NULL_REQUIRED = rules.NULL_REQUIRED
+    MALFORMED_JSON = rules.MALFORMED_JSON
+    ORPHAN_FK = rules.ORPHAN_FK
+    DUPLICATE_NATURAL_KEY = rules.DUPLICATE_NATURAL_KEY
+    OUT_OF_RANGE = rules.OUT_OF_RANGE
+    CONTROL_CHARS = rules.CONTROL_CHARS_RULE
+    FUTURE_TIMESTAMP = rules.FUTURE_TIMESTAMP
 
     @property
     def description(self) -> str:
