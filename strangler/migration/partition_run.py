@@ -429,6 +429,12 @@ class PartitionMigration:
         ).fetchone()
         if row is None or row[0].get("status") == "completed":
             return {}
+        if "counts" not in row[0]:
+            self.report(
+                f"{self.key}: checkpoint of an older version (no running counts); reading the"
+                " partition from the start instead (ids make that idempotent)"
+            )
+            return {}
         self.result.resumed_from = dict(row[0])
         self.report(f"resuming {self.key} after {row[0].get('table')} key {row[0].get('last_key')}")
         return dict(row[0])
