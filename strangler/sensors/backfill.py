@@ -59,20 +59,18 @@ def migrated_versions(conn: psycopg.Connection[Any]) -> dict[str, str]:
     return {str(k): str(v or "") for k, v in rows}
 
 
-def changed_days(
+def changed_partitions(
     current: dict[str, str], migrated: dict[str, str], requested: dict[str, str]
 ) -> list[str]:
-    """Migrated days whose rows changed (edited, added or deleted) and were not requested yet.
+    """Migrated partitions (days or `reference`) whose rows changed (edited, added or deleted)
+    and were not requested yet at that version.
 
-    A day whose rows were all deleted has no current version, which differs too.
+    A partition whose rows were all deleted has no current version, which differs too.
     """
-    valid = set(daily_partitions.get_partition_keys())
     return sorted(
-        day
-        for day, version in migrated.items()
-        if day in valid
-        and current.get(day, "") != version
-        and requested.get(day) != current.get(day, "")
+        key
+        for key, version in migrated.items()
+        if current.get(key, "") != version and requested.get(key) != current.get(key, "")
     )
 
 
@@ -97,27 +95,17 @@ def reference_request(asset_graph: Any, version: str) -> dg.RunRequest | None:
     root = dg.AssetKey(["event_store", "reference"])
     if not asset_graph.has(root):
         return None
+    downstream = dg.AssetSelection.assets(root).downstream().resolve(asset_graph)
     keys = [
         k
-        for k in sorted(_downstream(asset_graph, root), key=lambda k: k.to_user_string())
-        if not asset_graph.get(k).is_partitioned
+        for k in sorted(downstream, key=lambda k: k.to_user_string())
+        if asset_graph.get(k).is_materializable and not asset_graph.get(k).is_partitioned
     ]
     return dg.RunRequest(
         run_key=f"reference:{version}",
         asset_selection=keys,
         tags={BACKFILL_TAG: "late_data"},
     )
-
-
-def _downstream(asset_graph: Any, root: dg.AssetKey) -> set[dg.AssetKey]:
-    seen = {root}
-    todo = [root]
-    while todo:
-        for child in asset_graph.get(todo.pop()).child_keys:
-            if child not in seen and child in asset_graph.materializable_asset_keys:
-                seen.add(child)
-                todo.append(child)
-    return seen
 
 
 def build_late_data_sensor(spec: EstateSpec) -> dg.SensorDefinition:
@@ -142,8 +130,10 @@ def build_late_data_sensor(spec: EstateSpec) -> dg.SensorDefinition:
         with postgres.connection() as conn:
             migrated = migrated_versions(conn)
             conn.rollback()
-        days = changed_days(current, migrated, requested)
-        reference = _reference_changed(current, migrated, requested)
+        changed = changed_partitions(current, migrated, requested)
+        valid = set(daily_partitions.get_partition_keys())
+        days = [key for key in changed if key in valid]
+        reference = REFERENCE in changed
         if not days and not reference:
             return dg.SkipReason(f"no late data in {len(migrated)} migrated partitions")
         for key in [*days, *([REFERENCE] if reference else [])]:
@@ -165,15 +155,6 @@ def build_late_data_sensor(spec: EstateSpec) -> dg.SensorDefinition:
         return dg.SensorResult(run_requests=requests, cursor=json.dumps(requested, sort_keys=True))
 
     return late_data_backfill_sensor
-
-
-def _reference_changed(
-    current: dict[str, str], migrated: dict[str, str], requested: dict[str, str]
-) -> bool:
-    if REFERENCE not in migrated:
-        return False
-    now = current.get(REFERENCE, "")
-    return now != migrated[REFERENCE] and requested.get(REFERENCE) != now
 
 
 late_data_backfill_sensor = build_late_data_sensor(current_spec())
