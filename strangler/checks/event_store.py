@@ -18,6 +18,7 @@ from psycopg import sql
 from strangler.checks.diff import HASH_HEX, BucketSum
 from strangler.checks.outcome import CheckOutcome
 from strangler.migration import source
+from strangler.migration.deletes import by_source_ids
 from strangler.migration.partition_run import MIGRATION as STORE_MIGRATION
 from strangler.spec import EstateSpec, current_spec
 from strangler.spec.models import Aggregate
@@ -109,19 +110,12 @@ def _accounted_ids(
     conn: psycopg.Connection[Any], aggregate: Aggregate, ids: list[str]
 ) -> tuple[set[str], set[str]]:
     """Of these row ids: which have events, which have an unresolved failure."""
+    where, params = by_source_ids(aggregate, ids)
     with_events = {
         str(r[0])
         for r in conn.execute(
-            "SELECT DISTINCT metadata ->> 'source_id' FROM eventstore.events"
-            " WHERE aggregate_type = %s AND metadata ->> 'source_table' = %s"
-            " AND metadata ->> 'source_id' = ANY(%s)"
-            + ("" if aggregate.fold_into else " AND aggregate_id = ANY(%s)"),
-            (
-                aggregate.fold_into or aggregate.name,
-                aggregate.source.table,
-                ids,
-                *(() if aggregate.fold_into else (ids,)),
-            ),
+            f"SELECT DISTINCT metadata ->> 'source_id' FROM eventstore.events WHERE {where}",
+            params,
         )
     }
     failed = {

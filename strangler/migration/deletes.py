@@ -15,8 +15,18 @@ from strangler.migration import source
 from strangler.spec.models import Aggregate
 
 
-def _stream_type(aggregate: Aggregate) -> str:
-    return aggregate.fold_into or aggregate.name
+def by_source_ids(aggregate: Aggregate, ids: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+    """SQL over `eventstore.events` selecting the events of these source rows, and its
+    parameters. The row id is the stream id unless the rows are folded into a parent's
+    stream, so the (indexed) stream id narrows the search whenever it can."""
+    where = (
+        "aggregate_type = %s AND metadata ->> 'source_table' = %s"
+        " AND metadata ->> 'source_id' = ANY(%s)"
+    )
+    params: tuple[Any, ...] = (aggregate.stream_type, aggregate.source.table, list(ids))
+    if aggregate.fold_into:
+        return where, params
+    return where + " AND aggregate_id = ANY(%s)", (*params, list(ids))
 
 
 def stored_states(
@@ -26,19 +36,11 @@ def stored_states(
     if not ids:
         return {}
     kinds = [aggregate.event_type("import"), aggregate.event_type("change")]
+    where, params = by_source_ids(aggregate, ids)
     rows = conn.execute(
         "SELECT metadata ->> 'source_id', event_type, payload FROM eventstore.events"
-        " WHERE aggregate_type = %s AND metadata ->> 'source_table' = %s"
-        " AND metadata ->> 'source_id' = ANY(%s) AND event_type = ANY(%s)"
-        + ("" if aggregate.fold_into else " AND aggregate_id = ANY(%s)")
-        + " ORDER BY aggregate_id, aggregate_version",
-        (
-            _stream_type(aggregate),
-            aggregate.source.table,
-            list(ids),
-            kinds,
-            *(() if aggregate.fold_into else (list(ids),)),
-        ),
+        f" WHERE {where} AND event_type = ANY(%s) ORDER BY aggregate_id, aggregate_version",
+        (*params, kinds),
     ).fetchall()
     states: dict[str, dict[str, Any]] = {}
     for row_id, _type, payload in rows:
@@ -66,16 +68,19 @@ def gone_rows(
         (
             aggregate.event_type("delete"),
             partition_key,
-            _stream_type(aggregate),
+            aggregate.stream_type,
             aggregate.source.table,
         ),
     ).fetchall()
     estate.commit()
     deleted = {str(r[0]) for r in rows if r[2]}
     stored = sorted({(str(r[0]), str(r[1])) for r in rows if str(r[0]) not in deleted})
+    if not stored:
+        return
+    types = source.key_types(monolith, aggregate)
     for start in range(0, len(stored), batch_size):
         chunk = stored[start : start + batch_size]
-        present = source.existing_keys(monolith, aggregate, [row_id for row_id, _ in chunk])
+        present = source.existing_keys(monolith, aggregate, types, [row_id for row_id, _ in chunk])
         gone = [pair for pair in chunk if pair[0] not in present]
         if gone:
             yield gone

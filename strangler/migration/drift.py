@@ -57,11 +57,6 @@ def read_live(conn: psycopg.Connection[Any], aggregate: Aggregate) -> LiveColumn
     )
 
 
-def live_columns(conn: psycopg.Connection[Any], aggregate: Aggregate) -> dict[str, str]:
-    """Column -> type name of the aggregate's source table, read from `pg_catalog`."""
-    return read_live(conn, aggregate).types
-
-
 def baseline_table(aggregate: Aggregate) -> str:
     """The baseline's key of a source table: `schema.table`."""
     return aggregate.source.qualified

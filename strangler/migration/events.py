@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from strangler.event_store.model import NewEvent, event_id_for
-from strangler.migration.source import KEY_SEPARATOR, aggregate_id
+from strangler.migration.source import REFERENCE, aggregate_id, key_of
 from strangler.spec import current_spec
 from strangler.spec.models import Aggregate, EstateSpec, FieldSource, JsonKind, SqlField
 from strangler.spec.types import to_json
@@ -106,9 +106,9 @@ class EventBuilder:
         self.aggregate = aggregate
         self.partition_key = partition_key
         self.now = now
-        stream = aggregate.fold_into
-        self.stream_type = stream or aggregate.name
-        self._stream_link = aggregate.parent(stream).columns if stream else None
+        self._stream_link = (
+            aggregate.parent(aggregate.fold_into).columns if aggregate.fold_into else None
+        )
         events = aggregate.events
 
         def plan(fields: dict[str, FieldSource] | None, prefix: str) -> Plan | None:
@@ -121,10 +121,10 @@ class EventBuilder:
 
     def metadata(self, row_id: str) -> dict[str, Any]:
         meta = {"source_table": self.aggregate.source.table, "source_id": row_id}
-        if self.partition_key[:1].isdigit():
-            meta["partition_day"] = self.partition_key
-        else:
+        if self.partition_key == REFERENCE:
             meta["partition_key"] = self.partition_key
+        else:
+            meta["partition_day"] = self.partition_key
         return meta
 
     def _event(
@@ -138,14 +138,10 @@ class EventBuilder:
         stream_id: str | None = None,
     ) -> NewEvent:
         if stream_id is None:
-            stream_id = (
-                KEY_SEPARATOR.join(str(to_json(row[c])) for c in self._stream_link)
-                if self._stream_link
-                else row_id
-            )
+            stream_id = key_of(row, self._stream_link) if self._stream_link else row_id
         return NewEvent(
             event_id=event_id_for(self.aggregate.source.table, row_id, change),
-            aggregate_type=self.stream_type,
+            aggregate_type=self.aggregate.stream_type,
             aggregate_id=stream_id,
             aggregate_version=0,
             event_type=event_type,
@@ -162,7 +158,7 @@ class EventBuilder:
     def row_events(self, row: Mapping[str, Any]) -> list[NewEvent]:
         """Import, named and soft-delete events of a clean row (versions assigned on append)."""
         aggregate, events = self.aggregate, self.aggregate.events
-        row_id = aggregate_id(aggregate, dict(row))
+        row_id = aggregate_id(aggregate, row)
         cached: list[dict[str, Any]] = []
 
         def state() -> dict[str, Any]:
@@ -210,20 +206,16 @@ class EventBuilder:
         changed = {k: v for k, v in state.items() if stored.get(k) != v}
         if not changed:
             return None
-        row_id = aggregate_id(self.aggregate, dict(row))
+        row_id = aggregate_id(self.aggregate, row)
         digest = hashlib.sha1(
             json.dumps([stored, state], sort_keys=True, default=str).encode()
         ).hexdigest()[:20]
         events = self.aggregate.events
-        at = (
-            row.get("__at_change")
-            if events.change.at
-            else (
-                row.get(self.aggregate.source.updated_at)
-                if self.aggregate.source.updated_at
-                else None
-            )
-        )
+        updated_at = self.aggregate.source.updated_at
+        if events.change.at:
+            at = row.get("__at_change")
+        else:
+            at = row.get(updated_at) if updated_at else None
         payload = (
             _payload(row, self._change_plan, lambda: changed)
             if self._change_plan is not None

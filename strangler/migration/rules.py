@@ -39,16 +39,6 @@ FUTURE_TIMESTAMP = "future_timestamp"
 ORPHAN_FK = "orphan_fk"
 DUPLICATE_NATURAL_KEY = "duplicate_natural_key"
 UNMAPPABLE_VALUE = "unmappable_value"
-RULE_NAMES = (
-    NULL_REQUIRED,
-    OUT_OF_RANGE,
-    MALFORMED_JSON,
-    CONTROL_CHARS_RULE,
-    FUTURE_TIMESTAMP,
-    ORPHAN_FK,
-    DUPLICATE_NATURAL_KEY,
-    UNMAPPABLE_VALUE,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +167,5 @@ def violations(rules: list[Rule], row: Mapping[str, Any]) -> list[Violation]:
     for rule in rules:
         flag = row.get(rule.flag)
         if flag is not None and flag is not False:
-            column = rule.column
-            found.append(Violation(rule.rule, column, rule.message(row)))
+            found.append(Violation(rule.rule, rule.column, rule.message(row)))
     return found

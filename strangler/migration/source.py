@@ -8,7 +8,7 @@ bounds, rule limits, `now`) are bound parameters; user SQL is the spec's, run as
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -68,12 +68,17 @@ def columns(alias: str, names: Sequence[str]) -> sql.Composed:
     return sql.SQL("({})").format(sql.SQL(", ").join(ident(alias, n) for n in names))
 
 
-def aggregate_id(aggregate: Aggregate, row: dict[str, Any]) -> str:
-    """The stream id of a row: its primary key, composite keys joined with `|`."""
-    return KEY_SEPARATOR.join(str(to_json(row[c])) for c in aggregate.source.primary_key)
+def key_of(row: Mapping[str, Any], columns: Sequence[str]) -> str:
+    """A key as text: the columns' JSON values, composite keys joined with `|`."""
+    return KEY_SEPARATOR.join(str(to_json(row[c])) for c in columns)
 
 
-def row_key(aggregate: Aggregate, row: dict[str, Any]) -> list[Any]:
+def aggregate_id(aggregate: Aggregate, row: Mapping[str, Any]) -> str:
+    """The id of a row (and of its stream, unless folded): its primary key as text."""
+    return key_of(row, aggregate.source.primary_key)
+
+
+def row_key(aggregate: Aggregate, row: Mapping[str, Any]) -> list[Any]:
     """The primary key as JSON values, as stored in checkpoints for keyset resumption."""
     return [to_json(row[c]) for c in aggregate.source.primary_key]
 
@@ -241,19 +246,19 @@ def key_types(conn: psycopg.Connection[Any], aggregate: Aggregate) -> list[str]:
 
 
 def existing_keys(
-    conn: psycopg.Connection[Any], aggregate: Aggregate, ids: Sequence[str]
+    conn: psycopg.Connection[Any], aggregate: Aggregate, types: Sequence[str], ids: Sequence[str]
 ) -> set[str]:
     """Which of these aggregate ids still have a row in the monolith (hard-delete detection).
 
-    Each id is split into its key columns and cast to their types, so the lookup is an index
-    probe per id instead of a scan of the table per batch.
+    Each id is split into its key columns and cast to their `types` (`key_types`), so the
+    lookup is an index probe per id instead of a scan of the table per batch. An id that does
+    not split into the key's arity (a text key holding `|`) counts as present: never deleted.
     """
     pk = aggregate.source.primary_key
     split = [i.split(KEY_SEPARATOR) for i in ids]
     usable = [parts for parts in split if len(parts) == len(pk)]
     if not usable:
         return set()
-    types = key_types(conn, aggregate)
     names = [f"k{n}" for n in range(len(pk))]
     query = sql.SQL(
         "SELECT {ids} FROM unnest({arrays}) AS k({names})"

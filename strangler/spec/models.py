@@ -205,6 +205,11 @@ class Aggregate(Strict):
         return declared or f"{self.name}{suffix}"
 
     @property
+    def stream_type(self) -> str:
+        """The aggregate type its events are stored under: its parent's when folded into it."""
+        return self.fold_into or self.name
+
+    @property
     def is_reference(self) -> bool:
         return isinstance(self.partitioning, Reference)
 
@@ -263,6 +268,11 @@ class EstateSpec(Strict):
         if len(topics) != len(set(topics)):
             raise ValueError(f"topics repeat: {topics}; fold an aggregate into another instead")
         for aggregate in self.aggregates:
+            if aggregate.fold_into and self.aggregate(aggregate.fold_into).fold_into:
+                raise ValueError(
+                    f"{aggregate.name} folds into {aggregate.fold_into}, which is itself folded:"
+                    " fold into the aggregate that owns the stream"
+                )
             if aggregate.fold_into and aggregate.topic not in (
                 None,
                 self.topic_of(aggregate.fold_into),

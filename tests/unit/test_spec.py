@@ -95,6 +95,32 @@ def test_a_parent_declared_after_its_child() -> None:
     assert "OrderLine: parent 'Order' must be declared before it" in problem
 
 
+def test_folding_into_a_folded_aggregate_is_refused() -> None:
+    """Its events would be stored under a stream type that has no topic of its own."""
+    chain = """\
+  - name: OrderLine
+    source: {schema: shop, table: order_lines, primary_key: [order_id, line_no]}
+    partitioning: {parent: Order}
+    fold_into: Order
+    parents:
+      - {aggregate: Order, columns: [order_id]}
+  - name: LineNote
+    source: {schema: shop, table: line_notes, primary_key: [order_id, line_no, note_no]}
+    partitioning: {parent: OrderLine}
+    fold_into: OrderLine
+    parents:
+      - {aggregate: OrderLine, columns: [order_id, line_no]}
+"""
+    (problem,) = _problems(MINIMAL + chain)
+    assert "LineNote folds into OrderLine, which is itself folded" in problem
+    assert (
+        parse_spec(MINIMAL + chain.split("  - name: LineNote")[0])
+        .aggregate("OrderLine")
+        .stream_type
+        == "Order"
+    )
+
+
 def test_the_committed_json_schema_is_up_to_date_and_accepts_both_specs() -> None:
     committed = SCHEMA_FILE.read_text(encoding="utf-8")
     assert committed == render_schema(), f"strangler.schema.json is stale: run `{REGENERATE}`"
