@@ -91,22 +91,23 @@ def check_kafka(settings: Settings) -> None:
         ) from exc
 
 
-def check_weaviate(settings: Settings) -> None:
-    address = url_address(settings.weaviate_url)
+def _http_ready(service: str, address: str, setting: str, path: str, not_ready: str) -> None:
+    """GET a health endpoint; anything but 200 (or no answer) is the service unavailable."""
     try:
-        response = httpx.get(f"{address}/v1/.well-known/ready", timeout=TIMEOUT_S)
+        response = httpx.get(f"{address}{path}", timeout=TIMEOUT_S)
     except httpx.HTTPError as exc:
-        raise ServiceUnavailable(
-            "Weaviate", address, "STRANGLER_WEAVIATE_URL", _reason(exc), STACK_UP
-        ) from exc
+        raise ServiceUnavailable(service, address, setting, _reason(exc), STACK_UP) from exc
     if response.status_code != 200:
         raise ServiceUnavailable(
-            "Weaviate",
-            address,
-            "STRANGLER_WEAVIATE_URL",
-            f"not ready (HTTP {response.status_code})",
-            STACK_UP,
+            service, address, setting, f"{not_ready}HTTP {response.status_code}", STACK_UP
         )
+
+
+def check_weaviate(settings: Settings) -> None:
+    address = url_address(settings.weaviate_url)
+    _http_ready(
+        "Weaviate", address, "STRANGLER_WEAVIATE_URL", "/v1/.well-known/ready", "not ready: "
+    )
 
 
 def check_clickhouse(settings: Settings) -> None:
@@ -114,20 +115,7 @@ def check_clickhouse(settings: Settings) -> None:
     if not settings.clickhouse_url.startswith(("http://", "https://")):
         return
     address = url_address(settings.clickhouse_url)
-    try:
-        response = httpx.get(f"{address}/ping", timeout=TIMEOUT_S)
-    except httpx.HTTPError as exc:
-        raise ServiceUnavailable(
-            "ClickHouse", address, "STRANGLER_CLICKHOUSE_DSN", _reason(exc), STACK_UP
-        ) from exc
-    if response.status_code != 200:
-        raise ServiceUnavailable(
-            "ClickHouse",
-            address,
-            "STRANGLER_CLICKHOUSE_DSN",
-            f"HTTP {response.status_code}",
-            STACK_UP,
-        )
+    _http_ready("ClickHouse", address, "STRANGLER_CLICKHOUSE_DSN", "/ping", "")
 
 
 def dagster_home(settings: Settings) -> Path:

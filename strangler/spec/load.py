@@ -104,20 +104,34 @@ def parse_spec_lines(text: str, path: str = "<spec>") -> tuple[EstateSpec, Lines
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            loc = tuple(p for p in error["loc"] if not _is_union_tag(p))
+            loc = _user_path(data, error["loc"])
             problems.append(SpecProblem(path, _line_of(lines, loc), _key(loc), error["msg"]))
         raise SpecError(problems) from exc
 
 
-def _is_union_tag(part: str | int) -> bool:
-    """Pydantic names the union member it tried (`OwnDay`); users never wrote that key."""
-    return (
-        isinstance(part, str)
-        and part[:1].isupper()
-        and part.isidentifier()
-        and part in {"OwnDay", "ParentDay", "Reference", "SqlField", "str"}
-        or part in {"function-after[_consistent(), Aggregate]"}
-    )
+_MISSING = object()
+
+
+def _user_path(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """The parts of a pydantic error location the user wrote, found by walking the data.
+
+    Pydantic also names the union member or validator it tried (`OwnDay`, `str`,
+    `function-after[...]`); no such key exists in the file, so it is dropped. The last part
+    is kept when it names a key of a mapping: a missing or unknown key.
+    """
+    node, kept = data, []
+    for index, part in enumerate(loc):
+        child = _MISSING
+        if isinstance(node, dict):
+            child = node.get(part, _MISSING)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            child = node[part]
+        if child is not _MISSING:
+            node = child
+        elif not (index == len(loc) - 1 and isinstance(node, dict)):
+            continue
+        kept.append(part)
+    return tuple(kept)
 
 
 def load_spec(path: Path | str) -> EstateSpec:

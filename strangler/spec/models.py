@@ -184,6 +184,8 @@ class Aggregate(Strict):
             raise ValueError(
                 f"fold_into {self.fold_into!r} is not one of parents {sorted(parents)}"
             )
+        if self.fold_into is None and self.topic is None:
+            raise ValueError("topic is required (only an aggregate with fold_into may omit it)")
         if self.events.change.enabled and self.events.import_.fields is not None:
             raise ValueError(
                 "change events compare the row with the state its import event carries:"

@@ -95,6 +95,11 @@ def test_a_parent_declared_after_its_child() -> None:
     assert "OrderLine: parent 'Order' must be declared before it" in problem
 
 
+def test_a_topic_is_required_unless_folded() -> None:
+    (problem,) = _problems(MINIMAL.replace("    topic: shop.orders\n", ""))
+    assert problem.startswith("spec.yaml:6: aggregates[0]: Value error, topic is required")
+
+
 def test_folding_into_a_folded_aggregate_is_refused() -> None:
     """Its events would be stored under a stream type that has no topic of its own."""
     chain = """\
