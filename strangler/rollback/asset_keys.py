@@ -4,7 +4,7 @@ import dagster as dg
 
 from strangler.analytics.ddl import default_schema
 from strangler.migration.events import TOPICS
-from strangler.rollback.targets import ANALYTICS, EVENT_STORE, RELAY, SEARCH
+from strangler.rollback.services import ANALYTICS, EVENT_STORE, RELAY, SEARCH
 from strangler.search.schema import TYPES
 
 ALL_SERVICES = (EVENT_STORE, RELAY, ANALYTICS, SEARCH)

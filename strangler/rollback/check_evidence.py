@@ -11,7 +11,8 @@ from collections.abc import Iterable, Sequence
 
 from strangler.checks.outcome import CheckOutcome
 from strangler.checks.runner import CheckTargets, System, run_partition
-from strangler.rollback.targets import ANALYTICS, EVENT_STORE, RELAY, SEARCH, Targets
+from strangler.rollback.services import ANALYTICS, EVENT_STORE, RELAY, SEARCH
+from strangler.rollback.targets import Targets
 
 SYSTEM_OF: dict[str, System] = {
     EVENT_STORE: "event-store",

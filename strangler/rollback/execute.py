@@ -21,8 +21,9 @@ from strangler.analytics.swap import partition_id
 from strangler.migration.relay_progress import progress_key
 from strangler.migration.source import day_bounds
 from strangler.rollback.plan import Plan
+from strangler.rollback.services import ANALYTICS, EVENT_STORE, RELAY, SEARCH
 from strangler.rollback.stores import clickhouse_tables
-from strangler.rollback.targets import ANALYTICS, EVENT_STORE, RELAY, SEARCH, Targets
+from strangler.rollback.targets import Targets
 from strangler.search.schema import DAY, TYPES
 from strangler.search.tenants import scopes
 

@@ -32,10 +32,12 @@ from strangler.rollback.partition_status import (
     restored_materializations,
     retract_partitions,
 )
-from strangler.rollback.plan import Plan, build_plan, scope_of
+from strangler.rollback.plan import Plan, build_plan
 from strangler.rollback.report import Report, create_request, save_report, set_request_status
+from strangler.rollback.scope import scope_of
+from strangler.rollback.services import ANALYTICS, SEARCH
 from strangler.rollback.snapshot import SnapshotResult, snapshot_dir, take_snapshot
-from strangler.rollback.targets import ANALYTICS, SEARCH, Targets
+from strangler.rollback.targets import Targets
 from strangler.rollback.undo import undo
 from strangler.rollback.validate import Validation, validate
 from strangler.search.schema import CollectionNames

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 
 from strangler.rollback import check_evidence
-from strangler.rollback.scope import Scope, scope_of  # noqa: F401  (re-exported)
+from strangler.rollback.scope import Scope
 from strangler.rollback.stores import day_counts
 from strangler.rollback.targets import Targets
 

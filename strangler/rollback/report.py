@@ -16,7 +16,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from strangler.rollback.execute import ExecuteResult
-from strangler.rollback.plan import Plan, Scope
+from strangler.rollback.plan import Plan
+from strangler.rollback.scope import Scope
 from strangler.rollback.snapshot import SnapshotResult
 from strangler.rollback.validate import Validation
 

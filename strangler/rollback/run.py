@@ -9,8 +9,9 @@ from typing import TypeVar
 import psycopg
 
 from strangler.rollback.execute import execute
-from strangler.rollback.plan import Plan, Scope, build_plan
+from strangler.rollback.plan import Plan, build_plan
 from strangler.rollback.report import Report, save_report, set_request_status
+from strangler.rollback.scope import Scope
 from strangler.rollback.snapshot import snapshot_dir, take_snapshot
 from strangler.rollback.targets import Targets
 from strangler.rollback.validate import validate

@@ -23,8 +23,9 @@ from weaviate.classes.query import Filter, QueryReference
 from strangler.analytics.swap import partition_id
 from strangler.migration.relay_progress import progress_key, read_progress, reader_group
 from strangler.rollback.plan import Plan
+from strangler.rollback.services import ANALYTICS, EVENT_STORE, RELAY, SEARCH
 from strangler.rollback.stores import clickhouse_tables
-from strangler.rollback.targets import ANALYTICS, EVENT_STORE, RELAY, SEARCH, Targets
+from strangler.rollback.targets import Targets
 from strangler.search.objects import object_uuid
 from strangler.search.schema import DAY, REFERENCE_KEYS, TYPES, declared
 from strangler.search.tenants import is_multi_tenant, scopes

@@ -10,7 +10,8 @@ from weaviate.classes.query import Filter
 
 from strangler.analytics.ddl import default_schema, quote_identifier
 from strangler.analytics.swap import partition_id
-from strangler.rollback.targets import ANALYTICS, EVENT_STORE, RELAY, SEARCH, Targets
+from strangler.rollback.services import ANALYTICS, EVENT_STORE, RELAY, SEARCH
+from strangler.rollback.targets import Targets
 from strangler.search.schema import DAY, TYPES
 from strangler.search.tenants import scopes
 

@@ -13,15 +13,7 @@ from strangler.analytics.sink import CONSUMER_GROUP as ANALYTICS_GROUP
 from strangler.migration.events import TOPICS
 from strangler.migration.topics import PROGRESS_TOPIC
 from strangler.resources.kafka import KafkaResource
-from strangler.rollback.services import (  # noqa: F401  (re-exported)
-    ALIASES,
-    ANALYTICS,
-    EVENT_STORE,
-    RELAY,
-    SEARCH,
-    SERVICES,
-    resolve_services,
-)
+from strangler.rollback.services import ANALYTICS, SEARCH
 from strangler.search.schema import CollectionNames
 from strangler.search.sink import CONSUMER_GROUP as SEARCH_GROUP
 

@@ -14,6 +14,7 @@ from weaviate.classes.data import DataObject
 
 from strangler.analytics.swap import partition_id
 from strangler.rollback.execute import RollbackRefused, _ensure_idle
+from strangler.rollback.services import ANALYTICS, RELAY, SEARCH
 from strangler.rollback.snapshot import (
     PG_TABLES,
     SERVICE_TABLES,
@@ -22,7 +23,7 @@ from strangler.rollback.snapshot import (
     snapshot_dir,
 )
 from strangler.rollback.stores import clickhouse_tables_quiet, day_counts
-from strangler.rollback.targets import ANALYTICS, RELAY, SEARCH, Targets
+from strangler.rollback.targets import Targets
 from strangler.search.schema import TYPES
 from strangler.search.tenants import ensure_tenants, is_multi_tenant, scoped
 
@@ -202,7 +203,7 @@ def undo(targets: Targets, ref: str) -> UndoResult:
         ]
     if row is None or not days:
         raise RollbackRefused(f"rollback {request_id} has no snapshot left to restore")
-    from strangler.rollback.targets import resolve_services
+    from strangler.rollback.services import resolve_services
 
     services = resolve_services(list(row[0]))
     result = UndoResult(request_id, days, services)

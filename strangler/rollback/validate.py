@@ -13,8 +13,9 @@ import psycopg
 
 from strangler.rollback import check_evidence
 from strangler.rollback.plan import Plan
+from strangler.rollback.services import ANALYTICS, EVENT_STORE, RELAY, SEARCH
 from strangler.rollback.stores import day_counts
-from strangler.rollback.targets import ANALYTICS, EVENT_STORE, RELAY, SEARCH, Targets
+from strangler.rollback.targets import Targets
 
 KEPT_BY_DESIGN = {("outbox-relay", "messages")}
 """Kafka keeps published records (retention decides); only the ranges are forgotten."""

@@ -46,11 +46,12 @@ from strangler.rollback.code_versions import days_written_after
 from strangler.rollback.execute import RollbackRefused
 from strangler.rollback.job import rollback_job
 from strangler.rollback.partition_status import KIND_TAG, RETRACTION
-from strangler.rollback.plan import scope_of
 from strangler.rollback.report import create_request
 from strangler.rollback.run import run_rollback
+from strangler.rollback.scope import scope_of
+from strangler.rollback.services import ANALYTICS, SEARCH, SERVICES
 from strangler.rollback.stores import day_fingerprint
-from strangler.rollback.targets import ANALYTICS, SEARCH, SERVICES, Targets
+from strangler.rollback.targets import Targets
 from strangler.rollback.undo import undo
 from strangler.search.schema import CollectionNames, drop
 from strangler.search.sink import SinkOptions as SearchOptions

@@ -28,10 +28,12 @@ from strangler.resources.embeddings import EmbedderResource
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.weaviate import WeaviateResource
 from strangler.rollback.execute import ExecuteResult, _delete_weaviate
-from strangler.rollback.plan import Plan, Scope
+from strangler.rollback.plan import Plan
+from strangler.rollback.scope import Scope
+from strangler.rollback.services import SEARCH
 from strangler.rollback.snapshot import SnapshotResult, _snapshot_weaviate
 from strangler.rollback.stores import weaviate_counts
-from strangler.rollback.targets import SEARCH, Targets
+from strangler.rollback.targets import Targets
 from strangler.rollback.undo import _restore_weaviate
 from strangler.search.objects import object_uuid
 from strangler.search.quality import QualityOptions, check_day

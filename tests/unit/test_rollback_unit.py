@@ -9,8 +9,9 @@ import pytest
 import typer
 
 from strangler.rollback import cli
-from strangler.rollback.plan import neighbour_days, scope_of
-from strangler.rollback.targets import SERVICES, resolve_services
+from strangler.rollback.plan import neighbour_days
+from strangler.rollback.scope import scope_of
+from strangler.rollback.services import SERVICES, resolve_services
 
 
 def test_services_aliases_and_all_in_downstream_order() -> None:
