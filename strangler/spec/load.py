@@ -149,4 +149,5 @@ def load_spec_lines(path: Path | str) -> tuple[EstateSpec, Lines]:
         raise SpecError(
             [SpecProblem(str(file), None, "", f"not UTF-8 text: {exc.reason}")]
         ) from exc
-    return parse_spec_lines(text, str(file))
+    spec, lines = parse_spec_lines(text, str(file))
+    return spec.located(file), lines

@@ -12,11 +12,15 @@ import re
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 TYPE_NAME = re.compile(r"^[A-Z][A-Za-z0-9]{0,62}$")
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
+CLICKHOUSE_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\([A-Za-z0-9_, ']*\))?$")
+TEMPLATE_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 JsonKind = Literal[
     "string",
@@ -152,6 +156,70 @@ class ColumnRules(Strict):
     no_control_chars: bool = False
     not_future: bool = False
     as_: JsonKind | None = Field(default=None, alias="as", description="Override the JSON type.")
+    clickhouse: str | None = Field(
+        default=None,
+        pattern=CLICKHOUSE_TYPE.pattern,
+        description="Override the ClickHouse type of the current-state column, e.g. Decimal(12, 2).",
+        examples=["Decimal(12, 2)", "LowCardinality(String)"],
+    )
+
+
+class ParentTenant(Strict):
+    """Objects live in the tenant of their parent's object (e.g. a page in its document's)."""
+
+    parent: str = Field(description="Searchable parent aggregate whose tenant the object shares.")
+
+
+class Chunking(Strict):
+    """Texts longer than the model's window are split into overlapping windows, then pooled."""
+
+    max_tokens: int | None = Field(
+        default=None, ge=8, description="Window size in word pieces (default: the model's)."
+    )
+    overlap: int = Field(default=32, ge=0, description="Word pieces shared by adjacent windows.")
+
+
+class SearchQuery(Strict):
+    """A probe of the 'semantic search works' check: a query and what a correct hit satisfies."""
+
+    text: str = Field(min_length=1, description="The query text.")
+    expect: dict[Identifier, str | int | float | bool] = Field(
+        min_length=1, description="Property values a correct hit has (all must match)."
+    )
+    min_precision: float = Field(
+        default=0.6, ge=0, le=1, description="Share of the top k hits that must be correct."
+    )
+
+
+class Search(Strict):
+    """A Weaviate collection of the aggregate's current rows, embedded by the estate's model."""
+
+    text: str = Field(
+        min_length=1,
+        description="Template of the text to embed: `{field}` is the field's value.",
+        examples=["{title} ({category})", "{text}"],
+    )
+    properties: list[Identifier] | None = Field(
+        default=None, description="Fields stored on the object (default: every field)."
+    )
+    chunking: Chunking = Field(default_factory=Chunking)
+    references: bool = Field(
+        default=True, description="Reference each searchable parent (from `parents`)."
+    )
+    tenant: Identifier | ParentTenant | None = Field(
+        default=None,
+        description=(
+            "With multi-tenancy on: the field naming the object's tenant, or {parent: X} to share"
+            " the parent's tenant. No tenant key: the collection stays single-tenant."
+        ),
+    )
+    queries: list[SearchQuery] = Field(
+        default_factory=list, description="Probes of the semantic-search check."
+    )
+
+    @property
+    def text_fields(self) -> list[str]:
+        return TEMPLATE_FIELD.findall(self.text)
 
 
 class Aggregate(Strict):
@@ -172,10 +240,18 @@ class Aggregate(Strict):
     unique: list[list[Identifier]] = Field(
         default_factory=list, description="Natural keys; later rows with the same key fail."
     )
+    search: Search | None = Field(
+        default=None, description="Declare to get a Weaviate collection of this aggregate."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Aggregate:
         parents = {p.aggregate for p in self.parents}
+        tenant = self.search.tenant if self.search else None
+        if isinstance(tenant, ParentTenant) and tenant.parent not in parents:
+            raise ValueError(
+                f"search.tenant.parent {tenant.parent!r} is not one of parents {sorted(parents)}"
+            )
         if isinstance(self.partitioning, ParentDay) and self.partitioning.parent not in parents:
             raise ValueError(
                 f"partitioning.parent {self.partitioning.parent!r} is not one of parents {sorted(parents)}"
@@ -235,12 +311,43 @@ class Estate(Strict):
     )
 
 
+class Analytics(Strict):
+    """The user's own ClickHouse analytics: views and derived tables kept as SQL files."""
+
+    sql: str | None = Field(
+        default=None,
+        description="Folder of SQL files (relative to the spec file), rebuilt in each day swap.",
+        examples=["analytics/"],
+    )
+
+
 class EstateSpec(Strict):
     """The whole spec. Aggregates are migrated in the order given: parents first."""
 
     version: Literal[1] = 1
     estate: Estate
     aggregates: list[Aggregate] = Field(min_length=1)
+    analytics: Analytics = Field(default_factory=Analytics)
+    _base: Path | None = PrivateAttr(default=None)
+
+    def located(self, spec_file: Path) -> EstateSpec:
+        """The spec, knowing the file it was read from (relative paths resolve beside it)."""
+        self._base = spec_file.resolve().parent
+        return self
+
+    def resolve(self, relative: str) -> Path:
+        """A path the spec names, relative to the spec file's folder."""
+        path = Path(relative)
+        return path if path.is_absolute() else (self._base or Path.cwd()) / path
+
+    @property
+    def analytics_dir(self) -> Path | None:
+        return self.resolve(self.analytics.sql) if self.analytics.sql else None
+
+    @property
+    def searchable(self) -> list[Aggregate]:
+        """Aggregates with a `search:` declaration, parents first."""
+        return [a for a in self.aggregates if a.search is not None]
 
     @model_validator(mode="after")
     def _references_resolve(self) -> EstateSpec:
@@ -282,6 +389,14 @@ class EstateSpec(Strict):
                 raise ValueError(
                     f"{aggregate.name} folds into {aggregate.fold_into}: its topic is"
                     f" {self.topic_of(aggregate.fold_into)!r}, not {aggregate.topic!r}"
+                )
+        searchable = {a.name for a in self.searchable}
+        for aggregate in self.searchable:
+            tenant = aggregate.search.tenant if aggregate.search else None
+            if isinstance(tenant, ParentTenant) and tenant.parent not in searchable:
+                raise ValueError(
+                    f"{aggregate.name}: search.tenant.parent {tenant.parent!r} has no search:"
+                    " declaration, so it has no tenant to share"
                 )
         event_types = [t for a in self.aggregates for t in _event_types(a)]
         repeated = sorted({t for t in event_types if event_types.count(t) > 1})
