@@ -1,4 +1,9 @@
-"""The one `Definitions` object of the code location."""
+"""The code location's definitions, built from one estate spec and the settings.
+
+`build_definitions(spec, settings)` is the only place that assembles them: the repository's
+`defs` (for `dagster dev`, `strangler ui` and the CLI) and the `strangler.Estate` component
+(`strangler/component.py`) both call it, so they cannot differ.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +11,20 @@ import dagster as dg
 from dagster_k8s import k8s_job_executor
 
 from strangler.assets.clickhouse_tables import clickhouse_assets
-from strangler.assets.event_store import event_store_events, event_store_reference
-from strangler.assets.kafka_topics import kafka_reference_topics, kafka_topics
-from strangler.assets.monolith import monolith_sources
+from strangler.assets.event_store import build_event_store_assets
+from strangler.assets.kafka_topics import build_kafka_assets
+from strangler.assets.monolith import build_monolith_sources
 from strangler.assets.weaviate_collections import weaviate_assets, weaviate_checks
 from strangler.checks.consistency import check_sensors, consistency_checks
 from strangler.checks.freshness import freshness_checks
 from strangler.checks.partition_live import partition_live
-from strangler.checks.source_drift import source_drift_checks
+from strangler.checks.source_drift import build_source_drift_checks
 from strangler.resources.factory import build_resources
 from strangler.rollback.job import rollback_jobs
 from strangler.sensors.backfill import backfill_sensors
 from strangler.sensors.rollback import rollback_sensors
 from strangler.settings import Settings, get_settings
+from strangler.spec import EstateSpec, current_spec
 
 
 def build_executor(settings: Settings) -> dg.ExecutorDefinition:
@@ -30,14 +36,13 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
     return dg.multiprocess_executor.configured({"max_concurrent": settings.max_concurrent_steps})
 
 
-def build_definitions(settings: Settings) -> dg.Definitions:
+def build_definitions(spec: EstateSpec, settings: Settings) -> dg.Definitions:
+    """Every asset, check, sensor and job of the estate the spec describes, with its resources."""
     return dg.Definitions(
         assets=[
-            *monolith_sources,
-            event_store_events,
-            *([event_store_reference] if event_store_reference else []),
-            kafka_topics,
-            *([kafka_reference_topics] if kafka_reference_topics else []),
+            *build_monolith_sources(spec),
+            *build_event_store_assets(spec),
+            *build_kafka_assets(spec),
             *clickhouse_assets,
             *weaviate_assets,
         ],
@@ -46,7 +51,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             *consistency_checks,
             *freshness_checks,
             partition_live,
-            *source_drift_checks,
+            *build_source_drift_checks(spec),
         ],
         sensors=[*check_sensors, *rollback_sensors, *backfill_sensors],
         jobs=[*rollback_jobs],
@@ -55,4 +60,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     )
 
 
-defs = build_definitions(get_settings())
+def _configured() -> dg.Definitions:
+    settings = get_settings()
+    return build_definitions(current_spec(settings.spec), settings)
+
+
+defs = _configured()

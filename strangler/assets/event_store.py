@@ -1,5 +1,7 @@
 """`event_store/events`: one day of monolith rows as validated domain events + outbox rows."""
 
+from typing import Any
+
 import dagster as dg
 from pydantic import Field
 
@@ -7,7 +9,7 @@ from strangler.assets.monolith import OWNERS, monolith_key
 from strangler.assets.policies import freshness_policy
 from strangler.migration.partition_run import PartitionMigration, RunOptions
 from strangler.migration.source import REFERENCE
-from strangler.partitions import daily_partitions
+from strangler.partitions import build_daily_partitions
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
 from strangler.settings import get_settings
@@ -86,7 +88,7 @@ def build_event_store_asset(spec: EstateSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=["event_store", "events"],
         deps=[monolith_key(a.source.table) for a in spec.daily],
-        partitions_def=daily_partitions,
+        partitions_def=build_daily_partitions(spec),
         group_name="event_store",
         kinds={"postgres"},
         owners=OWNERS,
@@ -144,5 +146,16 @@ def build_reference_asset(spec: EstateSpec) -> dg.AssetsDefinition | None:
     return event_store_reference
 
 
-event_store_events = build_event_store_asset(current_spec())
-event_store_reference = build_reference_asset(current_spec())
+def build_event_store_assets(spec: EstateSpec) -> list[dg.AssetsDefinition]:
+    """The event store's assets of the spec: the daily one and, with reference data, its own."""
+    reference = build_reference_asset(spec)
+    return [build_event_store_asset(spec), *([reference] if reference else [])]
+
+
+def __getattr__(name: str) -> Any:
+    """`event_store_events` / `event_store_reference` of the configured spec, built on first use."""
+    if name == "event_store_events":
+        return build_event_store_asset(current_spec())
+    if name == "event_store_reference":
+        return build_reference_asset(current_spec())
+    raise AttributeError(name)

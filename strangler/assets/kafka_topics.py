@@ -1,6 +1,7 @@
 """Kafka topics as daily-partitioned assets, published together from the outbox."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -10,7 +11,7 @@ from strangler.assets.policies import freshness_policy
 from strangler.migration.outbox_relay import DayRelay, RelayOptions
 from strangler.migration.source import REFERENCE
 from strangler.migration.topics import domain_topic_specs, ensure_topics, progress_topic_spec
-from strangler.partitions import daily_partitions
+from strangler.partitions import build_daily_partitions
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
 from strangler.settings import get_settings
@@ -70,7 +71,7 @@ def build_kafka_topics(spec: EstateSpec, *, reference: bool = False) -> dg.Asset
             )
             for topic in topics
         ],
-        partitions_def=None if reference else daily_partitions,
+        partitions_def=None if reference else build_daily_partitions(spec),
         can_subset=True,
         name="kafka_reference_topics" if reference else "kafka_topics",
     )
@@ -159,5 +160,16 @@ def build_daily_topics(spec: EstateSpec) -> dg.AssetsDefinition:
     return topics
 
 
-kafka_topics = build_daily_topics(current_spec())
-kafka_reference_topics = build_kafka_topics(current_spec(), reference=True)
+def build_kafka_assets(spec: EstateSpec) -> list[dg.AssetsDefinition]:
+    """The topics of the spec: the daily ones and, with reference data, the reference ones."""
+    reference = build_kafka_topics(spec, reference=True)
+    return [build_daily_topics(spec), *([reference] if reference else [])]
+
+
+def __getattr__(name: str) -> Any:
+    """`kafka_topics` / `kafka_reference_topics` of the configured spec, built on first use."""
+    if name == "kafka_topics":
+        return build_daily_topics(current_spec())
+    if name == "kafka_reference_topics":
+        return build_kafka_topics(current_spec(), reference=True)
+    raise AttributeError(name)

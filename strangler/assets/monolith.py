@@ -5,11 +5,12 @@ edit, a hard delete or an edit of a table without `updated_at` changes it.
 """
 
 import warnings
+from typing import Any
 
 import dagster as dg
 
 from strangler.migration import source
-from strangler.partitions import daily_partitions
+from strangler.partitions import build_daily_partitions
 from strangler.resources.postgres import PostgresResource
 from strangler.spec import EstateSpec, current_spec
 from strangler.spec.models import Aggregate
@@ -23,10 +24,11 @@ def monolith_key(table: str) -> dg.AssetKey:
 
 def _observable(spec: EstateSpec, aggregate: Aggregate) -> dg.SourceAsset:
     qualified = aggregate.source.qualified
+    days = None if aggregate.is_reference else build_daily_partitions(spec)
 
     @dg.observable_source_asset(
         key=monolith_key(aggregate.source.table),
-        partitions_def=None if aggregate.is_reference else daily_partitions,
+        partitions_def=days,
         group_name="monolith",
         description=(
             f"`{qualified}` in the monolith (read only), the source of `{aggregate.name}`."
@@ -39,10 +41,10 @@ def _observable(spec: EstateSpec, aggregate: Aggregate) -> dg.SourceAsset:
         with monolith.connection() as conn:
             marks = source.day_marks(conn, spec, aggregate)
             conn.rollback()
-        if aggregate.is_reference:
+        if days is None:  # reference data: one version for the whole table
             mark = marks.get(source.REFERENCE, source.DayMark(0, None, 0))
             return dg.DataVersion(mark.version())
-        valid = set(daily_partitions.get_partition_keys())
+        valid = set(days.get_partition_keys())
         return dg.DataVersionsByPartition(
             {day: dg.DataVersion(mark.version()) for day, mark in marks.items() if day in valid}
         )
@@ -56,4 +58,8 @@ def build_monolith_sources(spec: EstateSpec) -> list[dg.SourceAsset]:
         return [_observable(spec, aggregate) for aggregate in spec.aggregates]
 
 
-monolith_sources = build_monolith_sources(current_spec())
+def __getattr__(name: str) -> Any:
+    """`monolith_sources` of the configured spec, built on first use (not at import)."""
+    if name == "monolith_sources":
+        return build_monolith_sources(current_spec())
+    raise AttributeError(name)

@@ -150,9 +150,10 @@ def _defs() -> dg.Definitions:
     """The code location's definitions with these checks and sensors merged in (as wired)."""
     from strangler.definitions import build_definitions
     from strangler.settings import get_settings
+    from strangler.spec import current_spec
 
     return dg.Definitions.merge(
-        build_definitions(get_settings()),
+        build_definitions(current_spec(), get_settings()),
         dg.Definitions(
             asset_checks=[*consistency_checks, *freshness_checks], sensors=check_sensors
         ),

@@ -25,6 +25,7 @@ from dagster_postgres.utils import pg_config, pg_url_from_config
 
 from strangler.definitions import build_definitions
 from strangler.settings import Settings
+from strangler.spec import current_spec
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PG_ENV = {
@@ -138,7 +139,7 @@ def test_stack_dagster_yaml_also_validates(tmp_path: Path) -> None:
     ],
 )
 def test_definitions_build_for_each_executor(executor: str, expected: str) -> None:
-    defs = build_definitions(Settings(executor=executor))  # type: ignore[arg-type]
+    defs = build_definitions(current_spec(), Settings(executor=executor))  # type: ignore[arg-type]
     repo = defs.get_repository_def()  # resolves every asset, check and resource binding
     job = repo.get_implicit_global_asset_job_def()
     assert job.executor_def.name == expected
@@ -149,7 +150,7 @@ def test_k8s_executor_is_k8s_job_executor_with_valid_job_config() -> None:
     """The rendered K8s job config: what each step pod would get, validated by dagster-k8s."""
     from dagster_k8s import k8s_job_executor
 
-    defs = build_definitions(Settings(executor="k8s"))
+    defs = build_definitions(current_spec(), Settings(executor="k8s"))
     job = defs.get_repository_def().get_implicit_global_asset_job_def()
     assert job.executor_def is k8s_job_executor
     step_config = {

@@ -10,6 +10,7 @@ import pytest
 from strangler.definitions import build_definitions, defs
 from strangler.resources.clickhouse_session import embedded_path, is_embedded
 from strangler.settings import Settings
+from strangler.spec import current_spec
 from strangler.stack.dagster_home import dagster_storage_url, write_dagster_home
 from strangler.stack.process import StackError
 
@@ -33,7 +34,7 @@ def test_secrets_stay_out_of_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STRANGLER_KAFKA_SASL_PASSWORD", "hunter2")
     s = Settings()
     assert "hunter2" not in repr(s)
-    resources = build_definitions(s).resources
+    resources = build_definitions(current_spec(), s).resources
     assert resources is not None
     assert "hunter2" not in repr(resources["kafka"])
 
@@ -48,7 +49,7 @@ def test_definitions_build_under_every_executor(
     monkeypatch: pytest.MonkeyPatch, executor: str
 ) -> None:
     monkeypatch.setenv("STRANGLER_EXECUTOR", executor)
-    built = build_definitions(Settings())
+    built = build_definitions(current_spec(), Settings())
     dg.Definitions.validate_loadable(built)
     assert built.executor is not None
 
