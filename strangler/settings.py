@@ -154,27 +154,19 @@ class Settings(BaseSettings):
         default=1, ge=1, description="Collection replication factor."
     )
     weaviate_multi_tenancy: bool = Field(
-        default=False, description="Tenant per customer for Document and OcrPage."
+        default=False,
+        description="One Weaviate tenant per search.tenant key (collections that declare one).",
     )
     weaviate_upload_batch: int = Field(default=500, ge=1, description="Objects per batch request.")
     weaviate_max_failure_ratio: float = Field(
         default=0.01, ge=0, description="Fail the run when failed / objects exceeds this."
     )
     search_check_sample_size: int = Field(
-        default=20, ge=1, description="Documents probed by the check."
+        default=20, ge=1, description="Objects probed by the recall check."
     )
     search_check_k: int = Field(default=5, ge=1, description="Top k of the recall probe.")
     search_check_min_recall: float = Field(
         default=0.9, ge=0, le=1, description="Recall@k threshold."
-    )
-    search_check_category_query: str = Field(
-        default="overdue invoice, payment reminder", description="Query of the category probe."
-    )
-    search_check_category: str = Field(
-        default="invoice", description="Category that query must find."
-    )
-    search_check_min_category_precision: float = Field(
-        default=0.6, ge=0, le=1, description="Share of top hits in that category."
     )
 
     # Freshness (asset-level policy; partition-aware checks live in strangler/checks).
@@ -248,6 +240,12 @@ class Settings(BaseSettings):
         default="multiprocess", description="Dagster step executor."
     )
     max_concurrent_steps: int = Field(default=2, description="Multiprocess executor parallelism.")
+    max_partitions_per_run: int = Field(
+        default=400,
+        ge=1,
+        description="Partitions one Dagster run materializes in a backfill or `strangler migrate"
+        " --from --to` (the partitioned assets' backfill policy): years of history in a few runs.",
+    )
 
     def monolith_conninfo(self) -> str:
         """libpq conninfo of the monolith (its own URL, else the estate's), password included."""

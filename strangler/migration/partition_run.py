@@ -123,6 +123,50 @@ class _Table:
         return self.aggregate.source.table
 
 
+class Session:
+    """The connections and once-per-run preparation (schema drift check, event types
+    registered, the store) that every partition of one run shares: a range of partitions
+    pays for them once, not once per partition."""
+
+    def __init__(
+        self, conninfo: str, source_conninfo: str, spec: EstateSpec, options: RunOptions
+    ) -> None:
+        self.conninfo = conninfo
+        self.source_conninfo = source_conninfo
+        self.spec = spec
+        self.options = options
+        self.drift: dict[str, tuple[drift.LiveColumns, drift.Drift]] | None = None
+        self._prepared: tuple[_SchemaSource, EventStore] | None = None
+
+    def __enter__(self) -> Session:
+        self.control = psycopg.connect(self.conninfo, autocommit=True)
+        self.writer = psycopg.connect(self.conninfo)
+        self.reader = source_session(self.source_conninfo)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for conn in (self.reader, self.writer, self.control):
+            conn.close()
+
+    def prepared(self, writer: psycopg.Connection[Any]) -> tuple[_SchemaSource, EventStore]:
+        """The schemas to validate against (registered once, unless a dry run) and the store."""
+        if self._prepared is None:
+            registry: _SchemaSource = _SpecSchemas(self.spec)
+            if not self.options.dry_run:
+                db_registry = EventTypeRegistry(writer)
+                db_registry.register_many(registry_entries(self.spec))
+                writer.commit()
+                registry = db_registry
+            store = EventStore(
+                writer,
+                snapshot_every=self.options.snapshot_every,
+                folds=spec_folds(self.spec),
+                topic_for=topic_for(self.spec, self.options.topic_prefix),
+            )
+            self._prepared = (registry, store)
+        return self._prepared
+
+
 class PartitionMigration:
     """One run of one partition; `run()` is safe to repeat and to resume after a kill."""
 
@@ -142,7 +186,7 @@ class PartitionMigration:
         self.source_conninfo = source_conninfo or conninfo
         self.spec = spec or current_spec()
         self.key = partition.isoformat() if isinstance(partition, date) else partition
-        self.window = source.Window.for_key(self.key)
+        self.window = source.Window.for_key(self.key, self.spec.estate)
         self.run_id = run_id or f"cli-{uuid.uuid4()}"
         self.options = options or RunOptions()
         self.report = report or log.info
@@ -157,27 +201,22 @@ class PartitionMigration:
 
     # -- the run ---------------------------------------------------------------------------
 
-    def run(self) -> PartitionResult:
+    def run(self, session: Session | None = None) -> PartitionResult:
+        """Migrate the partition; inside a range run, on the range's shared `session`."""
+        if session is not None:
+            return self._run(session)
+        with Session(self.conninfo, self.source_conninfo, self.spec, self.options) as own:
+            return self._run(own)
+
+    def _run(self, session: Session) -> PartitionResult:
         started = time.monotonic()
-        with (
-            psycopg.connect(self.conninfo, autocommit=True) as control,
-            psycopg.connect(self.conninfo) as writer,
-            source_session(self.source_conninfo) as reader,
-        ):
-            self._lock_partition(control)
-            self._drift = self._check_schema(reader, control)
-            registry: _SchemaSource = _SpecSchemas(self.spec)
-            if not self.options.dry_run:
-                db_registry = EventTypeRegistry(writer)
-                db_registry.register_many(registry_entries(self.spec))
-                writer.commit()
-                registry = db_registry
-            store = EventStore(
-                writer,
-                snapshot_every=self.options.snapshot_every,
-                folds=spec_folds(self.spec),
-                topic_for=topic_for(self.spec, self.options.topic_prefix),
-            )
+        control, writer, reader = session.control, session.writer, session.reader
+        self._lock_partition(control)
+        try:
+            if session.drift is None:
+                session.drift = self._check_schema(reader, control)
+            self._drift = session.drift
+            registry, store = session.prepared(writer)
             position = self._resume_position(control)
             self._running_counts: dict[str, dict[str, int]] = {
                 k: dict(v) for k, v in position.get("counts", {}).items()
@@ -206,6 +245,8 @@ class PartitionMigration:
                 raise
             self.result.duration_s = time.monotonic() - started
             self._complete(control, writer, progress)
+        finally:
+            self._unlock_partition(control)
         progress.maybe_report(self.report, force=True)
         return self.result
 
@@ -379,6 +420,13 @@ class PartitionMigration:
         conn.execute(
             "SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"{MIGRATION}:{self.key}",)
         )
+
+    def _unlock_partition(self, conn: psycopg.Connection[Any]) -> None:
+        """Released when the partition is done: a range run's session goes on to other keys."""
+        if not conn.closed:
+            conn.execute(
+                "SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (f"{MIGRATION}:{self.key}",)
+            )
 
     def _check_schema(
         self, reader: psycopg.Connection[Any], control: psycopg.Connection[Any]

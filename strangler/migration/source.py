@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from strangler.spec.models import Aggregate, EstateSpec, OwnDay, ParentDay, SqlField
+from strangler.spec.models import Aggregate, Estate, EstateSpec, OwnDay, ParentDay, SqlField
 from strangler.spec.types import to_json
 
 REFERENCE = "reference"
@@ -28,26 +28,39 @@ KEY_SEPARATOR = "|"
 
 @dataclass(frozen=True)
 class Window:
-    """The rows of one partition: a UTC day, or every row (reference data)."""
+    """The rows of one partition, [start, end) in UTC (a day, week or month), or every row
+    (reference data)."""
 
     key: str
     start: datetime | None = None
     end: datetime | None = None
 
     @classmethod
-    def for_key(cls, key: str) -> Window:
+    def for_key(cls, key: str, estate: Estate | None = None) -> Window:
+        """The window of partition `key` (its first day) under the estate's granularity
+        (daily without an estate)."""
         if key == REFERENCE:
             return cls(key)
-        start, end = day_bounds(date.fromisoformat(key))
-        return cls(key, start, end)
+        first = date.fromisoformat(key)
+        last = estate.partition_end(first) if estate else first + timedelta(days=1)
+        return cls(key, _midnight(first), _midnight(last))
+
+    @classmethod
+    def spanning(cls, first: Window, last: Window) -> Window:
+        """From the start of `first` to the end of `last`: a range of partitions, read at once."""
+        return cls(f"{first.key}..{last.key}", first.start, last.end)
 
     @property
     def is_reference(self) -> bool:
         return self.start is None
 
 
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
 def day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time.min, tzinfo=UTC)
+    start = _midnight(day)
     return start, start + timedelta(days=1)
 
 
@@ -115,6 +128,15 @@ class DayFilter:
                 inner=self.condition(parent, p, depth + 1),
             )
         raise ValueError(f"{aggregate.name} is reference data: it has no day")
+
+    def partition_of(self, aggregate: Aggregate, alias: str) -> sql.Composed:
+        """SQL of the row's partition key as text: its day, or the first day of its week or
+        month (`estate.partitions`)."""
+        day = self.day_of(aggregate, alias)
+        unit = {"weekly": "week", "monthly": "month"}.get(self.spec.estate.partitions)
+        if unit is None:
+            return sql.SQL("({})::text").format(day)
+        return sql.SQL("(date_trunc({}, {})::date)::text").format(sql.Literal(unit), day)
 
     def day_of(self, aggregate: Aggregate, alias: str, depth: int = 0) -> sql.Composed:
         """SQL of the row's UTC day (the session runs in UTC)."""
@@ -323,21 +345,33 @@ def partition_version(marks: dict[str, DayMark]) -> str:
 
 
 def day_marks(
-    conn: psycopg.Connection[Any], spec: EstateSpec, aggregate: Aggregate
+    conn: psycopg.Connection[Any],
+    spec: EstateSpec,
+    aggregate: Aggregate,
+    within: Window | None = None,
 ) -> dict[str, DayMark]:
-    """Per partition key: row count and max(updated_at), or, for a table without
-    `updated_at`, an order-insensitive row checksum. The count shows inserts and deletes;
-    reference data has one key, `reference`.
+    """Per partition key (day, week or month): row count and max(updated_at), or, for a
+    table without `updated_at`, an order-insensitive row checksum. The count shows inserts
+    and deletes; reference data has one key, `reference`. `within` limits it to the
+    partitions of a range (one query for the whole range, however many partitions it holds).
     """
+    day_filter = DayFilter(spec)
     day = (
         sql.Literal(REFERENCE)
         if aggregate.is_reference
-        else sql.SQL("({})::text").format(DayFilter(spec).day_of(aggregate, "t"))
+        else day_filter.partition_of(aggregate, "t")
     )
+    where: sql.Composable = sql.SQL("TRUE")
+    params: list[Any] = []
+    if within is not None and not aggregate.is_reference:
+        where, params = window_where(spec, aggregate, within)
     updated, checksum = _mark_columns(aggregate)
     query = sql.SQL(
         "SELECT day, count(*), max(updated), coalesce(sum(checksum), 0) FROM"
         " (SELECT {day} AS day, {updated} AS updated, {checksum} AS checksum"
-        "  FROM {table} t) s WHERE day IS NOT NULL GROUP BY day ORDER BY day"
-    ).format(day=day, updated=updated, checksum=checksum, table=table_ref(aggregate))
-    return {str(r[0]): DayMark(int(r[1]), r[2], int(r[3]) % (2**63)) for r in conn.execute(query)}
+        "  FROM {table} t WHERE {where}) s WHERE day IS NOT NULL GROUP BY day ORDER BY day"
+    ).format(day=day, updated=updated, checksum=checksum, table=table_ref(aggregate), where=where)
+    return {
+        str(r[0]): DayMark(int(r[1]), r[2], int(r[3]) % (2**63))
+        for r in conn.execute(query, params)
+    }

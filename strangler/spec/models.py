@@ -9,10 +9,9 @@ predicate, an `at` time expression, and a field's `sql` expression.
 from __future__ import annotations
 
 import re
-from datetime import date
-from typing import Annotated, Literal
-
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
@@ -300,15 +299,44 @@ class Aggregate(Strict):
         return next(p for p in self.parents if p.aggregate == name)
 
 
+Granularity = Literal["daily", "weekly", "monthly"]
+"""How long one partition of dated rows is: a UTC day, a week from Monday, a calendar month."""
+
+
 class Estate(Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")
     first_partition: date | None = Field(
         default=None,
         description=(
-            "First daily partition: the oldest row's day (`strangler spec init` reads it from"
-            " the data). Required when any aggregate is partitioned by day."
+            "First partition: the oldest row's day (`strangler spec init` reads it from"
+            " the data). Required when any aggregate is partitioned by day. With weekly or"
+            " monthly partitions it is rounded down to its Monday or to the 1st of its month."
         ),
     )
+    partitions: Granularity = Field(
+        default="daily",
+        description=(
+            "Length of one partition of dated rows: `daily` (a UTC day), `weekly` (Monday to"
+            " Sunday, UTC) or `monthly` (a calendar month, UTC). Thin history migrates in far"
+            " fewer partitions when weekly or monthly. A partition's key is its first day."
+        ),
+    )
+
+    def partition_start(self, day: date) -> date:
+        """The first day of the partition holding `day` (that partition's key)."""
+        if self.partitions == "weekly":
+            return day - timedelta(days=day.weekday())
+        if self.partitions == "monthly":
+            return day.replace(day=1)
+        return day
+
+    def partition_end(self, start: date) -> date:
+        """The first day after the partition starting on `start` (its end, exclusive)."""
+        if self.partitions == "weekly":
+            return start + timedelta(days=7)
+        if self.partitions == "monthly":
+            return (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+        return start + timedelta(days=1)
 
 
 class Analytics(Strict):
