@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from strangler.migration import source
-from strangler.partitions import build_daily_partitions
+from strangler.partitions import build_partitions
 from strangler.resources.postgres import PostgresResource
 from strangler.spec import EstateSpec, current_spec
 from strangler.spec.models import Aggregate
@@ -24,7 +24,7 @@ def monolith_key(table: str) -> dg.AssetKey:
 
 def _observable(spec: EstateSpec, aggregate: Aggregate) -> dg.SourceAsset:
     qualified = aggregate.source.qualified
-    days = None if aggregate.is_reference else build_daily_partitions(spec)
+    days = None if aggregate.is_reference else build_partitions(spec)
 
     @dg.observable_source_asset(
         key=monolith_key(aggregate.source.table),
