@@ -178,8 +178,9 @@ def demo(
     launch("kafka topics", kafka_topics, sample, {"dry_run": False}, "kafka:%")
     launch("clickhouse analytics", clickhouse_analytics, sample, {}, None)
     _print_analytics_examples(settings)
-    launch("weaviate collections", weaviate_collections, sample, {}, None)
-    _print_semantic_example(settings, "overdue invoice, payment reminder")
+    if weaviate_collections is not None:
+        launch("weaviate collections", weaviate_collections, sample, {}, None)
+        _print_semantic_example(settings)
     console.print("consistency of every sample day across the estate:")
     check(
         partition=None,
@@ -212,28 +213,33 @@ def _print_analytics_examples(settings: Settings) -> None:
             console.print(table)
 
 
-def _print_semantic_example(settings: Settings, query: str) -> None:
-    """One semantic query over the OCR pages the main job loaded (every tenant), top hits."""
+def _print_semantic_example(settings: Settings) -> None:
+    """The spec's first search probe over its collection (every tenant), top hits."""
     from strangler.resources.factory import build_resources
     from strangler.search.schema import CollectionNames
     from strangler.search.tenants import near_vector_all
+    from strangler.spec import current_spec
 
+    probes = [(a, q) for a in current_spec().searchable if a.search for q in a.search.queries]
+    if not probes:
+        return
+    aggregate, probe = probes[0]
     resources = build_resources(settings)
-    vector = resources["embedder"].encode([query])[0]
+    vector = resources["embedder"].encode([probe.text])[0]
     names = CollectionNames(settings.weaviate_collection_prefix)
+    shown = list(probe.expect)
     with resources["weaviate"].client() as client:
-        hits = near_vector_all(client, names.ocr_page, vector.tolist(), 5)
-    table = Table(title=f"semantic search over OCR pages: {query!r}")
-    for column in ("distance", "page", "tenant", "text"):
+        hits = near_vector_all(client, names.of(aggregate.name), vector.tolist(), 5)
+    table = Table(title=f"semantic search over {aggregate.name}: {probe.text!r}")
+    for column in ("distance", "object", "tenant", *shown):
         table.add_column(column)
     for tenant, obj in hits:
         distance = obj.metadata.distance if obj.metadata else None
-        text = str(obj.properties.get("text", ""))
         table.add_row(
             f"{distance:.3f}" if distance is not None else "-",
             str(obj.uuid)[:8],
             tenant or "-",
-            text[:110],
+            *(str(obj.properties.get(name, ""))[:80] for name in shown),
         )
     console.print(table)
 

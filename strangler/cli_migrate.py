@@ -81,6 +81,8 @@ class Stage:
             return clickhouse_analytics
         from strangler.assets.weaviate_collections import weaviate_collections
 
+        if weaviate_collections is None:
+            raise ValueError("the spec declares no search: block, so there is no Weaviate stage")
         return weaviate_collections
 
 

@@ -1,40 +1,41 @@
-"""`weaviate/Customer`, `weaviate/Document`, `weaviate/OcrPage`: the search-service's day D.
+"""`weaviate/<aggregate>` for each aggregate of the spec with `search:`: the search-service's day D.
 
 Thin layer over `strangler.search`: one step reads D's events once (Kafka offset ranges of D,
-or the event store when they are gone), embeds and upserts the three collections in reference
-order, and reports each as its own materialization. A partitioned check per collection asks
-whether semantic search works on D.
+or the event store when they are gone), embeds and upserts the collections in reference order
+(parents first), and reports each as its own materialization. A partitioned check per
+collection asks whether semantic search works on D (recall of its own texts and the spec's
+`search.queries` probes).
 """
+
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from strangler.assets.kafka_topics import kafka_topic_key
 from strangler.assets.monolith import OWNERS
 from strangler.assets.policies import freshness_policy
 from strangler.dagster_preview import partitioned_checks
-from strangler.migration.events import TOPICS
-from strangler.partitions import daily_partitions
+from strangler.partitions import build_partitions
 from strangler.resources.embeddings import EmbedderResource
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
 from strangler.resources.weaviate import WeaviateResource
 from strangler.search.embedding_cache import CachedEncoder, EmbeddingCache
 from strangler.search.quality import QualityOptions, check_day
-from strangler.search.schema import TYPES, CollectionNames, SchemaOptions
+from strangler.search.schema import CollectionNames, SchemaOptions, declare_from_store
 from strangler.search.sink import SinkOptions, run_day
 from strangler.settings import get_settings
+from strangler.spec import current_spec
+from strangler.spec.models import Aggregate, EstateSpec
 
 CODE_VERSION = "1"
 GROUP = "search"
 SERVICE_VERSION = f"search-service/{CODE_VERSION}"
 
 
-def weaviate_key(aggregate_type: str) -> dg.AssetKey:
-    return dg.AssetKey(["weaviate", aggregate_type])
-
-
-def kafka_key(aggregate_type: str) -> dg.AssetKey:
-    return dg.AssetKey(["kafka", TOPICS[aggregate_type]])
+def weaviate_key(aggregate: str) -> dg.AssetKey:
+    return dg.AssetKey(["weaviate", aggregate])
 
 
 _settings = get_settings()
@@ -57,9 +58,6 @@ class WeaviateSinkConfig(dg.Config):
     encode_batch: int = Field(
         default=_settings.embedding_encode_batch, ge=1, description="Texts per encode step."
     )
-    chunk_overlap: int = Field(
-        default=_settings.embedding_chunk_overlap, ge=0, description="Word pieces shared by chunks."
-    )
     use_cache: bool = Field(default=True, description="Use the (model, text hash) cache.")
     distance: str = Field(default=_settings.weaviate_distance, description="HNSW distance metric.")
     ef_construction: int = Field(default=_settings.weaviate_ef_construction, ge=4)
@@ -68,7 +66,7 @@ class WeaviateSinkConfig(dg.Config):
     replication_factor: int = Field(default=_settings.weaviate_replication_factor, ge=1)
     multi_tenancy: bool = Field(
         default=_settings.weaviate_multi_tenancy,
-        description="Create Document and OcrPage with one tenant per customer.",
+        description="Create collections with a search.tenant key with one tenant per key.",
     )
 
 
@@ -79,11 +77,6 @@ class SemanticSearchCheckConfig(dg.Config):
     sample_size: int = Field(default=_settings.search_check_sample_size, ge=1)
     k: int = Field(default=_settings.search_check_k, ge=1)
     min_recall: float = Field(default=_settings.search_check_min_recall, ge=0, le=1)
-    category_query: str = Field(default=_settings.search_check_category_query)
-    category: str = Field(default=_settings.search_check_category)
-    min_category_precision: float = Field(
-        default=_settings.search_check_min_category_precision, ge=0, le=1
-    )
 
 
 def cached_encoder(
@@ -97,148 +90,167 @@ def cached_encoder(
     return encoder
 
 
-_DEPS = {
-    "Customer": [kafka_key("Customer")],
-    "Document": [kafka_key("Document"), weaviate_key("Customer")],
-    "OcrPage": [kafka_key("OcrPage"), weaviate_key("Document")],
-}
-_DESCRIPTIONS = {
-    "Customer": "Customers (name, plan, country) with a vector of that text.",
-    "Document": "Documents (title, category, status, page count) -> Customer; vector of title and category.",
-    "OcrPage": "OCR pages -> Document; vector of the page text (long pages chunked, mean-pooled).",
-}
+def _deps(spec: EstateSpec, aggregate: Aggregate) -> list[dg.AssetKey]:
+    """The aggregate's topic and its searchable parents' collections (reference targets)."""
+    searchable = {a.name for a in spec.searchable}
+    parents = [p.aggregate for p in aggregate.parents if p.aggregate in searchable]
+    return [kafka_topic_key(spec.topic_of(aggregate.name)), *(weaviate_key(p) for p in parents)]
 
 
-@dg.multi_asset(
-    specs=[
-        dg.AssetSpec(
-            weaviate_key(t),
-            freshness_policy=freshness_policy(),
-            deps=_DEPS[t],
-            description=_DESCRIPTIONS[t],
-            group_name=GROUP,
-            kinds={"weaviate"},
-            owners=OWNERS,
-            code_version=CODE_VERSION,
-            skippable=True,
-        )
-        for t in TYPES
-    ],
-    partitions_def=daily_partitions,
-    can_subset=True,
-    name="weaviate_collections",
-)
-def weaviate_collections(
-    context: dg.AssetExecutionContext,
-    config: WeaviateSinkConfig,
-    postgres: PostgresResource,
-    kafka: KafkaResource,
-    weaviate: WeaviateResource,
-    embedder: EmbedderResource,
-):  # type: ignore[no-untyped-def]
-    """Upsert day D into each selected collection; delete D's objects the source dropped."""
-    types = [t for t in TYPES if weaviate_key(t) in context.selected_asset_keys]
-    options = SinkOptions(
-        names=CollectionNames(config.collection_prefix),
-        schema=SchemaOptions(
-            distance=config.distance,
-            ef_construction=config.ef_construction,
-            max_connections=config.max_connections,
-            ef=config.ef,
-            replication_factor=config.replication_factor,
-            multi_tenancy=config.multi_tenancy,
-        ),
-        upload_batch=config.upload_batch,
-        encode_batch=config.encode_batch,
-        max_failure_ratio=config.max_failure_ratio,
-        version=SERVICE_VERSION,
+def _description(aggregate: Aggregate) -> str:
+    search = aggregate.search
+    assert search is not None
+    return (
+        f"{aggregate.name} rows of {aggregate.source.qualified}, vector of {search.text!r};"
+        " objects the source deleted are removed."
     )
-    encoder = cached_encoder(embedder, config.chunk_overlap, config.use_cache)
-    with postgres.connection() as conn, weaviate.client() as client:
-        result = run_day(
-            conn=conn,
-            client=client,
-            encoder=encoder,
-            kafka=kafka,
-            day=context.partition_key,
-            run_id=context.run.run_id,
-            options=options,
-            types=types,
-            log=context.log.info,
-        )
-    if result.exceeded:
-        raise dg.Failure(
-            description=(
-                f"{result.failed} of {result.objects} objects of {result.day} failed (threshold "
-                f"{config.max_failure_ratio:.2%}); see migration_state.failed_entities"
+
+
+def build_weaviate_assets(
+    spec: EstateSpec,
+) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    """The collections of `spec.searchable` as one multi-asset (one asset per collection) and
+    a partitioned "semantic search works" check per collection; nothing without `search:`."""
+    searchable = [a.name for a in spec.searchable]
+    if not searchable:
+        return [], []
+    daily = build_partitions(spec)
+
+    @dg.multi_asset(
+        specs=[
+            dg.AssetSpec(
+                weaviate_key(a.name),
+                freshness_policy=freshness_policy(),
+                deps=_deps(spec, a),
+                description=_description(a),
+                group_name=GROUP,
+                kinds={"weaviate"},
+                owners=OWNERS,
+                code_version=CODE_VERSION,
+                skippable=True,
+            )
+            for a in spec.searchable
+        ],
+        partitions_def=daily,
+        can_subset=True,
+        name="weaviate_collections",
+    )
+    def weaviate_collections(
+        context: dg.AssetExecutionContext,
+        config: WeaviateSinkConfig,
+        postgres: PostgresResource,
+        kafka: KafkaResource,
+        weaviate: WeaviateResource,
+        embedder: EmbedderResource,
+    ):  # type: ignore[no-untyped-def]
+        """Upsert day D into each selected collection; delete D's objects the source dropped."""
+        aggregates = [a for a in searchable if weaviate_key(a) in context.selected_asset_keys]
+        options = SinkOptions(
+            names=CollectionNames(config.collection_prefix),
+            schema=SchemaOptions(
+                distance=config.distance,
+                ef_construction=config.ef_construction,
+                max_connections=config.max_connections,
+                ef=config.ef,
+                replication_factor=config.replication_factor,
+                multi_tenancy=config.multi_tenancy,
             ),
-            metadata={"failed": result.failed, "objects": result.objects},
+            upload_batch=config.upload_batch,
+            encode_batch=config.encode_batch,
+            max_failure_ratio=config.max_failure_ratio,
+            version=SERVICE_VERSION,
         )
-    if result.failed:
-        context.log.warning(
-            f"{result.failed} objects of {result.day} failed (recorded in failed_entities)"
-        )
-    failed_by_collection: dict[str, int] = {}
-    for f in result.failures:
-        failed_by_collection[f.collection] = failed_by_collection.get(f.collection, 0) + 1
-    for t in types:
-        r = result.per_type[t]
-        yield dg.MaterializeResult(
-            asset_key=weaviate_key(t),
-            metadata={
-                "collection": r.collection,
-                "objects": r.objects,
-                "upserted": r.loaded,
-                "references": r.references,
-                "dangling_references": r.dangling_references,
-                "deleted_stale": r.deleted,
-                "tenants": r.tenants,
-                "failures": failed_by_collection.get(r.collection, 0),
-                "vectors_per_s": dg.FloatMetadataValue(round(r.vectors_per_s, 1)),
-                "cache_hits": r.encode.cache_hits,
-                "encoded": r.encode.encoded,
-                "long_texts_chunked": r.encode.long_texts,
-                "model_s": dg.FloatMetadataValue(round(r.encode.model_s, 3)),
-                "model": result.model,
-                "dimension": result.dimension,
-                "source": result.source,
-                "events": result.events,
-                "kafka_duplicates": result.duplicates,
-                "schema_drift": dg.JsonMetadataValue(result.schema.drift),
-            },
-        )
+        encoder = cached_encoder(embedder, 32, config.use_cache)
+        with postgres.connection() as conn, weaviate.client() as client:
+            result = run_day(
+                conn=conn,
+                client=client,
+                encoder=encoder,
+                kafka=kafka,
+                spec=spec,
+                day=context.partition_key,
+                run_id=context.run.run_id,
+                options=options,
+                aggregates=aggregates,
+                log=context.log.info,
+            )
+        if result.exceeded:
+            raise dg.Failure(
+                description=(
+                    f"{result.failed} of {result.objects} objects of {result.day} failed"
+                    f" (threshold {config.max_failure_ratio:.2%}); see"
+                    " migration_state.failed_entities"
+                ),
+                metadata={"failed": result.failed, "objects": result.objects},
+            )
+        if result.failed:
+            context.log.warning(
+                f"{result.failed} objects of {result.day} failed (recorded in failed_entities)"
+            )
+        failed_by_collection: dict[str, int] = {}
+        for f in result.failures:
+            failed_by_collection[f.collection] = failed_by_collection.get(f.collection, 0) + 1
+        for a in aggregates:
+            r = result.per_type[a]
+            yield dg.MaterializeResult(
+                asset_key=weaviate_key(a),
+                metadata={
+                    "collection": r.collection,
+                    "objects": r.objects,
+                    "upserted": r.loaded,
+                    "references": r.references,
+                    "dangling_references": r.dangling_references,
+                    "deleted_stale": r.deleted,
+                    "tenants": r.tenants,
+                    "failures": failed_by_collection.get(r.collection, 0),
+                    "vectors_per_s": dg.FloatMetadataValue(round(r.vectors_per_s, 1)),
+                    "cache_hits": r.encode.cache_hits,
+                    "encoded": r.encode.encoded,
+                    "long_texts_chunked": r.encode.long_texts,
+                    "model_s": dg.FloatMetadataValue(round(r.encode.model_s, 3)),
+                    "model": result.model,
+                    "dimension": result.dimension,
+                    "source": result.source,
+                    "events": result.events,
+                    "kafka_duplicates": result.duplicates,
+                    "schema_drift": dg.JsonMetadataValue(result.schema.drift),
+                },
+            )
+
+    with partitioned_checks():
+        checks = [_semantic_check(spec, a, daily) for a in searchable]
+    return [weaviate_collections], checks
 
 
-def _semantic_check(aggregate_type: str) -> dg.AssetChecksDefinition:
+def _semantic_check(
+    spec: EstateSpec, aggregate: str, daily: dg.PartitionsDefinition
+) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=weaviate_key(aggregate_type),
+        asset=weaviate_key(aggregate),
         name="semantic_search_works",
-        partitions_def=daily_partitions,
+        partitions_def=daily,
         description=(
             "A seeded sample of the day's objects is found again by its own text (recall@k); "
-            "a category query returns mostly that category."
+            "each of the spec's search.queries returns mostly objects with the expected values."
         ),
     )
     def check(
         context: dg.AssetCheckExecutionContext,
         config: SemanticSearchCheckConfig,
+        postgres: PostgresResource,
         weaviate: WeaviateResource,
         embedder: EmbedderResource,
     ) -> dg.AssetCheckResult:
         names = CollectionNames(config.collection_prefix)
         encoder = cached_encoder(embedder, 32, True)
         options = QualityOptions(
-            sample_size=config.sample_size,
-            k=config.k,
-            min_recall=config.min_recall,
-            category_query=config.category_query,
-            category=config.category,
-            min_category_precision=config.min_category_precision,
+            sample_size=config.sample_size, k=config.k, min_recall=config.min_recall
         )
+        with postgres.connection() as conn:
+            decls = declare_from_store(conn, spec, names)
+        decl = next(d for d in decls if d.aggregate == aggregate)
         with weaviate.client() as client:
-            result = check_day(
-                client, encoder, names, aggregate_type, context.partition_key, options
-            )
+            result = check_day(client, encoder, decl, context.partition_key, options)
         return dg.AssetCheckResult(
             passed=result.passed,
             severity=dg.AssetCheckSeverity.ERROR,
@@ -248,6 +260,14 @@ def _semantic_check(aggregate_type: str) -> dg.AssetChecksDefinition:
     return check
 
 
-weaviate_assets = [weaviate_collections]
-with partitioned_checks():
-    weaviate_checks = [_semantic_check(t) for t in TYPES]
+def __getattr__(name: str) -> Any:
+    """`weaviate_assets`, `weaviate_checks` and `weaviate_collections` (the multi-asset, None
+    without `search:`) of the settings' spec, built on first use rather than at import."""
+    if name in ("weaviate_assets", "weaviate_checks", "weaviate_collections"):
+        assets, checks = build_weaviate_assets(current_spec())
+        return {
+            "weaviate_assets": assets,
+            "weaviate_checks": checks,
+            "weaviate_collections": assets[0] if assets else None,
+        }[name]
+    raise AttributeError(name)

@@ -1,11 +1,15 @@
 """Checks that read Weaviate: 4 ids match, 6 orphans + references resolve, 7 vectors, 9 freshness.
 
+Generic over the spec's searchable aggregates (`strangler.search.schema.CollectionDecl`): an
+object's row is its `source_id` property, a row's events are found by the aggregate's event
+types, and its references by the foreign key properties every collection stores.
 Responsibilities are split so one culprit fails one check: `matches_event_store` fails on
-objects missing for D (and on stale objects of aggregates the store knows); `references_resolve`
-fails on objects whose aggregate the event store does not know at all (orphans) and on
-references whose target object is absent; `vectors_complete` on absent, short, non-finite or
-zero vectors. A multi-tenant collection is read tenant by tenant (strangler.search.tenants), and
-a reference counts as resolved only when its target is in the referrer's tenant.
+objects missing for D (and on stale objects of rows the store knows, deleted rows included);
+`references_resolve` fails on objects whose row the event store does not know at all (orphans)
+and on references whose target object is absent (unless failed_entities records why, or the
+target row was deleted); `vectors_complete` on absent, short, non-finite or zero vectors. A
+multi-tenant collection is read tenant by tenant (strangler.search.tenants), and a reference
+counts as resolved only when its target is in the referrer's tenant.
 """
 
 from __future__ import annotations
@@ -25,19 +29,23 @@ from weaviate.classes.query import Filter
 from strangler.checks.kafka import freshness_outcome
 from strangler.checks.outcome import CheckOutcome
 from strangler.search import tenants
-from strangler.search.objects import CREATION_EVENTS, object_uuid
-from strangler.search.schema import DAY, TYPES, CollectionNames
+from strangler.search.objects import key_text, object_uuid
+from strangler.search.schema import (
+    DAY,
+    SOURCE_ID,
+    CollectionDecl,
+    CollectionNames,
+    declare_from_store,
+)
 from strangler.search.tracking import MIGRATION as SEARCH_MIGRATION
+from strangler.spec.models import EstateSpec
 
 SYSTEM = "weaviate"
 _PAGE = 1_000
 _OFFSET_LIMIT = 9_000
 """Weaviate caps offset paging (QUERY_MAXIMUM_RESULTS, 10k): past it, walk the cursor."""
-_ID_PROPERTY = {"Customer": "customer_id", "Document": "document_id", "OcrPage": "page_id"}
-_REFERENCES = {
-    "Document": ("customer", "Customer", "customer_id"),
-    "OcrPage": ("document", "Document", "document_id"),
-}
+_ROW = "coalesce(metadata ->> 'source_id', aggregate_id)"
+"""SQL of an event's source row (a folded row's stream id is its parent's)."""
 
 
 @dataclass
@@ -52,7 +60,7 @@ class DayObject:
 class WeaviateDay:
     """D's objects of one collection."""
 
-    aggregate_type: str
+    aggregate: str
     collection: str
     objects: dict[uuid.UUID, DayObject] = field(default_factory=dict)
     tenants: list[str] = field(default_factory=list)
@@ -68,22 +76,21 @@ def _vector(obj: Any) -> list[float] | None:
 
 def read_day_objects(
     client: weaviate.WeaviateClient,
-    names: CollectionNames,
-    aggregate_type: str,
+    decl: CollectionDecl,
     partition_key: str,
     *,
     include_vector: bool = True,
 ) -> WeaviateDay:
     """Every object of D (in every tenant): filtered offset pages when D is small, else a
     cursor walk."""
-    name = names.of(aggregate_type)
-    out = WeaviateDay(aggregate_type, name)
+    name = decl.name
+    out = WeaviateDay(decl.aggregate, name)
     if not client.collections.exists(name):
         return out
     on_day = Filter.by_property(DAY).equal(partition_key)
-    props = [DAY, _ID_PROPERTY[aggregate_type]]
-    if aggregate_type in _REFERENCES:
-        props.append(_REFERENCES[aggregate_type][2])
+    props = list(
+        dict.fromkeys([DAY, SOURCE_ID, *(f for fs in decl.parent_fields.values() for f in fs)])
+    )
     for tenant, collection in tenants.scopes(client, name):
         if tenant is not None:
             out.tenants.append(tenant)
@@ -122,64 +129,72 @@ def _pages(
             return
 
 
+def _types(decl: CollectionDecl) -> list[str]:
+    return sorted(decl.upsert_events | decl.delete_events)
+
+
 def _expected(
-    conn: psycopg.Connection[Any], names: CollectionNames, aggregate_type: str, partition_key: str
+    conn: psycopg.Connection[Any], decl: CollectionDecl, partition_key: str
 ) -> tuple[dict[uuid.UUID, str], int]:
-    """uuid -> aggregate id of D's objects: created on D, not parked as a Weaviate failure."""
+    """uuid -> row id of D's objects: rows with events on D, not deleted, not parked as a
+    Weaviate failure; and how many failures of D are parked."""
     rows = conn.execute(
-        "SELECT DISTINCT e.aggregate_id FROM eventstore.events e"
-        " WHERE e.partition_day = %s AND e.aggregate_type = %s AND e.event_type = ANY(%s)"
+        f"SELECT r FROM (SELECT {_ROW} AS r, bool_or(event_type = ANY(%s)) AS deleted"
+        " FROM eventstore.events WHERE partition_key = %s AND aggregate_type = %s"
+        " AND event_type = ANY(%s) GROUP BY 1) x WHERE NOT deleted"
         " AND NOT EXISTS (SELECT 1 FROM migration_state.failed_entities f"
-        "   WHERE f.migration = %s AND f.source_table = %s AND f.source_key = e.aggregate_id"
+        "   WHERE f.migration = %s AND f.source_table = %s AND f.source_key = x.r"
         "   AND f.resolved_at IS NULL)",
         (
+            sorted(decl.delete_events),
             partition_key,
-            aggregate_type,
-            sorted(CREATION_EVENTS[aggregate_type]),
+            decl.stream_type,
+            _types(decl),
             SEARCH_MIGRATION,
-            names.of(aggregate_type),
+            decl.name,
         ),
     ).fetchall()
     parked = conn.execute(
         "SELECT count(*) FROM migration_state.failed_entities WHERE migration = %s"
         " AND source_table = %s AND partition_key = %s AND resolved_at IS NULL",
-        (SEARCH_MIGRATION, names.of(aggregate_type), partition_key),
+        (SEARCH_MIGRATION, decl.name, partition_key),
     ).fetchone()
-    return {object_uuid(aggregate_type, r[0]): r[0] for r in rows}, int(parked[0]) if parked else 0
+    return {object_uuid(decl.aggregate, r[0]): r[0] for r in rows}, int(parked[0]) if parked else 0
 
 
-def _known(conn: psycopg.Connection[Any], aggregate_type: str, ids: Sequence[str]) -> set[str]:
+def _rows(
+    conn: psycopg.Connection[Any], decl: CollectionDecl, ids: Sequence[str]
+) -> dict[str, bool]:
+    """Row id -> deleted, for the rows among `ids` the event store knows."""
     if not ids:
-        return set()
+        return {}
+    folded = decl.stream_type != decl.aggregate
     rows = conn.execute(
-        "SELECT DISTINCT aggregate_id FROM eventstore.events WHERE aggregate_type = %s"
-        " AND aggregate_id = ANY(%s)",
-        (aggregate_type, list(ids)),
+        f"SELECT {_ROW}, bool_or(event_type = ANY(%s)) FROM eventstore.events"
+        f" WHERE aggregate_type = %s AND event_type = ANY(%s) AND {_ROW} = ANY(%s)"
+        + ("" if folded else " AND aggregate_id = ANY(%s)")
+        + " GROUP BY 1",
+        (
+            sorted(decl.delete_events),
+            decl.stream_type,
+            _types(decl),
+            list(ids),
+            *([] if folded else [list(ids)]),
+        ),
     ).fetchall()
-    return {r[0] for r in rows}
+    return {str(r[0]): bool(r[1]) for r in rows}
 
 
-_SOURCE_TABLES = {"Customer": "customers", "Document": "documents", "OcrPage": "ocr_pages"}
-
-
-def _parked(
-    conn: psycopg.Connection[Any], names: CollectionNames, aggregate_type: str, ids: Sequence[str]
-) -> set[str]:
-    """Aggregates whose absence is already recorded: their row failed the event-store
-    migration, or Weaviate rejected them (unresolved failed_entities)."""
+def _parked(conn: psycopg.Connection[Any], decl: CollectionDecl, ids: Sequence[str]) -> set[str]:
+    """Rows whose absence is already recorded: their row failed the event-store migration, or
+    Weaviate rejected them (unresolved failed_entities)."""
     if not ids:
         return set()
     rows = conn.execute(
         "SELECT DISTINCT source_key FROM migration_state.failed_entities WHERE resolved_at IS NULL"
         " AND source_key = ANY(%s) AND ((migration = %s AND source_table = %s)"
         " OR (migration = %s AND source_table = %s))",
-        (
-            list(ids),
-            "event_store",
-            _SOURCE_TABLES[aggregate_type],
-            SEARCH_MIGRATION,
-            names.of(aggregate_type),
-        ),
+        (list(ids), "event_store", decl.source_table, SEARCH_MIGRATION, decl.name),
     ).fetchall()
     return {r[0] for r in rows}
 
@@ -195,34 +210,33 @@ class WeaviateOutcomes:
         return [self.matches, self.references, self.vectors, self.fresh]
 
 
-def check_weaviate_collection(
+def check_collection(
     conn: psycopg.Connection[Any],
     client: weaviate.WeaviateClient,
     partition_key: str,
-    aggregate_type: str,
+    decl: CollectionDecl,
+    decls: Sequence[CollectionDecl],
     *,
-    names: CollectionNames | None = None,
     dimension: int | None = None,
     max_freshness_lag_s: float = 3_600.0,
     sample: int = 10,
 ) -> WeaviateOutcomes:
-    """Checks 4, 6, 7 and 9 for one collection on D."""
+    """Checks 4, 6, 7 and 9 for one collection on D (`decls`: every collection of the spec,
+    for the reference targets)."""
     started = time.monotonic()
-    names = names or CollectionNames()
-    name = names.of(aggregate_type)
-    day = read_day_objects(client, names, aggregate_type, partition_key)
-    expected, parked = _expected(conn, names, aggregate_type, partition_key)
+    name = decl.name
+    aggregate = decl.aggregate
+    day = read_day_objects(client, decl, partition_key)
+    expected, parked = _expected(conn, decl, partition_key)
     present = set(day.objects)
     missing = sorted(set(expected) - present, key=lambda u: expected[u])
     extra = present - set(expected)
-    id_prop = _ID_PROPERTY[aggregate_type]
 
-    def aggregate_id(u: uuid.UUID) -> str:
-        value = day.objects[u].properties.get(id_prop)
-        return str(int(value)) if isinstance(value, int | float) else str(value)
+    def row_id(u: uuid.UUID) -> str:
+        return str(day.objects[u].properties.get(SOURCE_ID))
 
-    extra_ids = {u: aggregate_id(u) for u in extra}
-    known = _known(conn, aggregate_type, sorted(set(extra_ids.values())))
+    extra_ids = {u: row_id(u) for u in extra}
+    known = _rows(conn, decl, sorted(set(extra_ids.values())))
     stale = sorted((u for u, a in extra_ids.items() if a in known), key=str)
     orphans = sorted((u for u, a in extra_ids.items() if a not in known), key=str)
     where = f"{name} where {DAY} == '{partition_key}'" + (
@@ -234,8 +248,8 @@ def check_weaviate_collection(
         partition_key=partition_key,
         passed=not missing and not stale,
         description=(
-            f"Every {aggregate_type} created on D in the event store (and not parked in "
-            "failed_entities) is an object of D, and D holds no stale object of a known aggregate."
+            f"Every {aggregate} row with events on D in the event store (not deleted, not parked"
+            " in failed_entities) is an object of D, and D holds no stale object of a known row."
         ),
         target=name,
         left_label="event_store",
@@ -243,14 +257,18 @@ def check_weaviate_collection(
         left_count=len(expected),
         right_count=len(present),
         offending=(
-            [f"missing:{aggregate_type}:{expected[u]} ({u})" for u in missing[:sample]]
-            + [f"stale:{aggregate_type}:{extra_ids[u]} ({u})" for u in stale[:sample]]
+            [f"missing:{aggregate}:{expected[u]} ({u})" for u in missing[:sample]]
+            + [
+                f"stale:{aggregate}:{extra_ids[u]} ({u})"
+                + (" deleted" if known[extra_ids[u]] else "")
+                for u in stale[:sample]
+            ]
         )[:sample],
         reproduce=(
-            "SELECT DISTINCT aggregate_id FROM eventstore.events WHERE partition_day ="
-            f" '{partition_key}' AND aggregate_type = '{aggregate_type}' AND event_type IN"
-            f" ({', '.join(repr(t) for t in sorted(CREATION_EVENTS[aggregate_type]))})"
-            f"  -- vs Weaviate: {where}"
+            f"SELECT DISTINCT {_ROW} FROM eventstore.events WHERE partition_key ="
+            f" '{partition_key}' AND aggregate_type = '{decl.stream_type}' AND event_type IN"
+            f" ({', '.join(repr(t) for t in sorted(decl.upsert_events))}) -- minus rows with a"
+            f" {sorted(decl.delete_events)} event; vs Weaviate: {where}"
         ),
         details={
             "missing": len(missing),
@@ -261,27 +279,30 @@ def check_weaviate_collection(
     )
     dangling: list[str] = []
     explained = 0
-    if aggregate_type in _REFERENCES:
-        _ref, target_type, prop = _REFERENCES[aggregate_type]
+    by_aggregate = {d.aggregate: d for d in decls}
+    for ref in decl.references:
+        target_decl = by_aggregate[ref.target]
         wanted: dict[tuple[str | None, uuid.UUID], tuple[str, list[uuid.UUID]]] = {}
         for u, o in day.objects.items():
-            value = o.properties.get(prop)
-            if value is not None:
-                target_id = str(int(value))
-                key = (o.tenant, object_uuid(target_type, target_id))
-                entry = wanted.setdefault(key, (target_id, []))
-                entry[1].append(u)
-        found = tenants.present(client, names.of(target_type), wanted)
+            values = [o.properties.get(f) for f in ref.fields]
+            if all(v is not None for v in values):
+                target_id = key_text(values)
+                key = (o.tenant, object_uuid(ref.target, target_id))
+                wanted.setdefault(key, (target_id, []))[1].append(u)
+        found = tenants.present(client, ref.target_collection, wanted)
         absent = {t: v for t, v in wanted.items() if t not in found}
-        parked_targets = _parked(conn, names, target_type, [v[0] for v in absent.values()])
+        absent_ids = sorted({v[0] for v in absent.values()})
+        explained_ids = _parked(conn, target_decl, absent_ids) | {
+            r for r, deleted in _rows(conn, target_decl, absent_ids).items() if deleted
+        }
         for (_tenant, target), (target_id, sources) in sorted(
             absent.items(), key=lambda kv: kv[1][0]
         ):
-            if target_id in parked_targets:
+            if target_id in explained_ids:
                 explained += len(sources)
                 continue
             dangling += [
-                f"dangling:{aggregate_type}:{aggregate_id(s)} -> {target_type}:{target_id} ({target})"
+                f"dangling:{aggregate}:{row_id(s)} -> {ref.target}:{target_id} ({target})"
                 for s in sources
             ]
     references = CheckOutcome(
@@ -290,42 +311,48 @@ def check_weaviate_collection(
         partition_key=partition_key,
         passed=not orphans and not dangling,
         description=(
-            f"Every {aggregate_type} object of D belongs to an aggregate the event store knows, "
-            "and each of its references points to an existing object (or to one whose absence "
-            "failed_entities already records)."
+            f"Every {aggregate} object of D belongs to a row the event store knows, and each of"
+            " its references points to an existing object (or to one whose absence"
+            " failed_entities records, or whose row was deleted)."
         ),
         target=name,
         left_label="objects",
         right_label="orphans_or_dangling",
         left_count=len(present),
         right_count=len(orphans) + len(dangling),
-        offending=([f"orphan:{aggregate_type}:{extra_ids[u]} ({u})" for u in orphans] + dangling)[
+        offending=([f"orphan:{aggregate}:{extra_ids[u]} ({u})" for u in orphans] + dangling)[
             :sample
         ],
         reproduce=(
-            f"{where}: {id_prop} must exist as aggregate_id in eventstore.events"
-            f" (aggregate_type '{aggregate_type}')"
-            + (
-                f"; {_REFERENCES[aggregate_type][0]} -> {names.of(_REFERENCES[aggregate_type][1])}"
-                " must exist"
-                if aggregate_type in _REFERENCES
-                else ""
+            f"{where}: {SOURCE_ID} must exist as a row of eventstore.events"
+            f" (aggregate_type '{decl.stream_type}')"
+            + "".join(
+                f"; {r.name} ({', '.join(r.fields)}) -> {r.target_collection} must exist"
+                for r in decl.references
             )
         ),
         details={
             "orphans": len(orphans),
             "dangling_references": len(dangling),
-            "dangling_to_parked_targets": explained,
+            "dangling_to_parked_or_deleted_targets": explained,
         },
     )
-    vectors = _vectors_outcome(day, partition_key, dimension, sample, aggregate_id, where)
+    vectors = _vectors_outcome(day, partition_key, dimension, sample, row_id, where)
     newest_store: Any = None
     newest_here: Any = None
     present_ids = [expected[u] for u in present if u in expected]
     row = conn.execute(
-        "SELECT max(occurred_at) FILTER (WHERE aggregate_id = ANY(%s)), max(occurred_at)"
-        " FROM eventstore.events WHERE partition_day = %s AND aggregate_type = %s",
-        (present_ids, partition_key, aggregate_type),
+        f"SELECT max(occurred_at) FILTER (WHERE {_ROW} = ANY(%s)),"
+        f" max(occurred_at) FILTER (WHERE {_ROW} = ANY(%s))"
+        " FROM eventstore.events WHERE partition_key = %s AND aggregate_type = %s"
+        " AND event_type = ANY(%s)",
+        (
+            present_ids,
+            list(expected.values()),
+            partition_key,
+            decl.stream_type,
+            sorted(decl.upsert_events),
+        ),
     ).fetchone()
     if row:
         newest_here, newest_store = row[0], row[1]
@@ -338,7 +365,7 @@ def check_weaviate_collection(
         newest_store,
         newest_here,
         max_freshness_lag_s,
-        f"max(occurred_at) of eventstore.events of the aggregates present in {where}",
+        f"max(occurred_at) of eventstore.events of the rows present in {where}",
     )
     for outcome in (matches, references, vectors, fresh):
         outcome.duration_s = time.monotonic() - started
@@ -350,7 +377,7 @@ def _vectors_outcome(
     partition_key: str,
     dimension: int | None,
     sample: int,
-    aggregate_id: Any,
+    row_id: Any,
     where: str,
 ) -> CheckOutcome:
     """Check 7: each object of D has a vector of the model's dimension, finite and non-zero."""
@@ -369,7 +396,7 @@ def _vectors_outcome(
         elif not any(x != 0.0 for x in v):
             why = "zero vector"
         if why:
-            bad.append(f"{day.aggregate_type}:{aggregate_id(u)} ({u}): {why}")
+            bad.append(f"{day.aggregate}:{row_id(u)} ({u}): {why}")
     return CheckOutcome(
         name="weaviate.vectors_complete",
         system=SYSTEM,
@@ -387,25 +414,64 @@ def _vectors_outcome(
     )
 
 
-def check_weaviate_day(
+def check_weaviate_collection(
+    conn: psycopg.Connection[Any],
+    client: weaviate.WeaviateClient,
+    partition_key: str,
+    aggregate: str,
+    *,
+    spec: EstateSpec | None = None,
+    names: CollectionNames | None = None,
+    dimension: int | None = None,
+    max_freshness_lag_s: float = 3_600.0,
+    sample: int = 10,
+) -> WeaviateOutcomes:
+    """Checks 4, 6, 7 and 9 of one searchable aggregate's collection on D (`spec`: the
+    settings' spec unless given)."""
+    if spec is None:
+        from strangler.spec import current_spec
+
+        spec = current_spec()
+    decls = declare_from_store(conn, spec, names or CollectionNames())
+    decl = next((d for d in decls if d.aggregate == aggregate), None)
+    if decl is None:
+        raise KeyError(f"{aggregate!r} has no search: declaration, so no collection")
+    return check_collection(
+        conn,
+        client,
+        partition_key,
+        decl,
+        decls,
+        dimension=dimension,
+        max_freshness_lag_s=max_freshness_lag_s,
+        sample=sample,
+    )
+
+
+def check_weaviate_partition(
+    spec: EstateSpec,
     conn: psycopg.Connection[Any],
     client: weaviate.WeaviateClient,
     partition_key: str,
     *,
     names: CollectionNames | None = None,
-    types: Sequence[str] = TYPES,
+    aggregates: Sequence[str] | None = None,
     dimension: int | None = None,
     max_freshness_lag_s: float = 3_600.0,
     sample: int = 10,
 ) -> list[CheckOutcome]:
+    """Every Weaviate check of every searchable aggregate (or of `aggregates`) on D."""
+    decls = declare_from_store(conn, spec, names or CollectionNames())
     out: list[CheckOutcome] = []
-    for t in types:
-        out += check_weaviate_collection(
+    for decl in decls:
+        if aggregates is not None and decl.aggregate not in aggregates:
+            continue
+        out += check_collection(
             conn,
             client,
             partition_key,
-            t,
-            names=names,
+            decl,
+            decls,
             dimension=dimension,
             max_freshness_lag_s=max_freshness_lag_s,
             sample=sample,

@@ -1,11 +1,12 @@
 """Texts longer than the model window: overlapping chunks, embedded and mean-pooled.
 
 all-MiniLM-L6-v2 reads 256 word pieces and silently truncates the rest, so the tail of a long
-OCR page would not count at all. We split a long text into windows of the model's size with
-an overlap (a sentence cut at a boundary still appears whole in one window), embed every
-window, and average the normalized window vectors into one vector, renormalized. One object
-per page keeps the page the unit of search, of deletion and of the `OcrPage.document`
-reference; chunk objects would multiply objects and references for the rare long page.
+text would not count at all. We split a long text into windows of the model's size (or the
+spec's smaller `search.chunking.max_tokens`) with an overlap (a sentence cut at a boundary
+still appears whole in one window), embed every window, and average the normalized window
+vectors into one vector, renormalized. One object per row keeps the row the unit of search,
+of deletion and of references; chunk objects would multiply objects and references for the
+rare long text (so a delete has no chunk objects to chase).
 """
 
 from __future__ import annotations

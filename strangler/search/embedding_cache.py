@@ -144,15 +144,37 @@ class CachedEncoder:
     """Encoder + cache + chunking: identical texts are encoded once, cached ones never."""
 
     def __init__(
-        self, encoder: Encoder, cache: EmbeddingCache | None, *, chunk_overlap: int = 32
+        self,
+        encoder: Encoder,
+        cache: EmbeddingCache | None,
+        *,
+        chunk_overlap: int = 32,
+        max_tokens: int | None = None,
     ) -> None:
         self.encoder = encoder
         self.cache = cache
         self.chunk_overlap = chunk_overlap
+        self.max_tokens = max_tokens
+
+    @property
+    def window(self) -> int:
+        """Word pieces per chunk: the spec's `chunking.max_tokens`, at most the model's."""
+        model = self.encoder.max_tokens
+        return min(model, self.max_tokens) if self.max_tokens else model
 
     @property
     def cache_model_key(self) -> str:
-        return f"{self.encoder.model_name}|window={self.encoder.max_tokens}/{self.chunk_overlap}"
+        return f"{self.encoder.model_name}|window={self.window}/{self.chunk_overlap}"
+
+    def with_chunking(self, chunk_overlap: int, max_tokens: int | None) -> CachedEncoder:
+        """The same model and cache file under another chunking (its own cache key, since
+        the chunking changes the vector)."""
+        if (chunk_overlap, max_tokens) == (self.chunk_overlap, self.max_tokens):
+            return self
+        out = CachedEncoder(self.encoder, None, chunk_overlap=chunk_overlap, max_tokens=max_tokens)
+        if self.cache is not None:
+            out.cache = EmbeddingCache(self.cache.path, out.cache_model_key, self.cache.dimension)
+        return out
 
     def encode(self, texts: Sequence[str]) -> tuple[np.ndarray, EncodeStats]:
         stats = EncodeStats(texts=len(texts))
@@ -178,7 +200,7 @@ class CachedEncoder:
         pieces: list[str] = []
         groups: list[int] = []
         for text in texts:
-            chunks = chunk_text(text, tokenizer, self.encoder.max_tokens, self.chunk_overlap)  # type: ignore[arg-type]
+            chunks = chunk_text(text, tokenizer, self.window, self.chunk_overlap)  # type: ignore[arg-type]
             pieces.extend(chunks)
             groups.append(len(chunks))
             if len(chunks) > 1:

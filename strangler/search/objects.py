@@ -1,9 +1,14 @@
 """One day's events -> the Weaviate objects they stand for (no network I/O).
 
-Every event of an aggregate lives in the partition of the aggregate's creation day, so a day's
-events fold into complete objects: the latest payload wins (by aggregate version), Kafka
-duplicates (same event id) fold away. Values pass through uncoerced: a value of the wrong
-type is Weaviate's to reject, and that rejection is recorded, never hidden by a cast.
+Every event of a row lives in the row's partition, so a day's events fold into complete
+objects. An event belongs to the searchable aggregate that declares its type (`event_types`;
+a folded aggregate's events travel in its parent's stream) and to the row its metadata names
+(`source_id`, else the stream id). A row's state is the payloads of its non-delete events
+merged in order (aggregate version, then position; the latest value of a field wins), Kafka
+duplicates (same event id) fold away, and a row with a delete event is no object at all (the
+sink deletes what an earlier run wrote of it). Values of typed properties pass through
+uncoerced: a value of the wrong type is Weaviate's to reject, and that rejection is recorded,
+never hidden by a cast.
 
 A day can be larger than memory, so `DayFold` spills its records to a private SQLite file in a
 temporary directory and hands objects back in chunks, each built from its own records only:
@@ -12,12 +17,13 @@ memory stays flat as the day grows. The directory goes with `close()` (or the fo
 
 from __future__ import annotations
 
+import json
 import pickle
 import shutil
 import sqlite3
 import tempfile
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -27,67 +33,62 @@ from uuid import UUID
 from weaviate.util import generate_uuid5
 
 from strangler.migration.kafka_records import EventRecord
-from strangler.search.schema import DAY
+from strangler.migration.source import KEY_SEPARATOR
+from strangler.search.schema import DAY, SOURCE_ID, CollectionDecl
+from strangler.spec.models import TEMPLATE_FIELD
 
-CREATION_EVENTS = {
-    "Customer": {"CustomerRegistered"},
-    "Document": {"DocumentUploaded"},
-    "OcrPage": {"OcrPageExtracted"},
-}
-STATE_EVENTS = {
-    "Customer": {"CustomerRegistered", "CustomerUpdated"},
-    "Document": {"DocumentUploaded"},
-    "OcrPage": {"OcrPageExtracted", "OcrPageCorrected"},
-}
 CHUNK = 1_000
 """Objects per chunk when the caller does not say."""
 _INSERT_BATCH = 1_000
 
 
-def object_uuid(aggregate_type: str, aggregate_id: str | int) -> UUID:
-    """Deterministic: the same aggregate always lands on the same Weaviate object."""
-    return UUID(generate_uuid5(str(aggregate_id), aggregate_type))
+def object_uuid(aggregate: str, row_id: str | int) -> UUID:
+    """Deterministic: the same row always lands on the same Weaviate object."""
+    return UUID(generate_uuid5(str(row_id), aggregate))
 
 
-def vector_text(aggregate_type: str, properties: Mapping[str, Any]) -> str:
-    """The text an object's vector is computed from (also the quality check's query)."""
-    if aggregate_type == "Customer":
-        parts = [properties.get("name"), properties.get("plan"), properties.get("country")]
-        return ", ".join(str(p) for p in parts if p)
-    if aggregate_type == "Document":
-        title = properties.get("title") or ""
-        category = str(properties.get("category") or "").replace("_", " ")
-        return f"{title} ({category})" if category else str(title)
-    if aggregate_type == "OcrPage":
-        return str(properties.get("text") or "")
-    raise ValueError(f"no vector text for {aggregate_type!r}")
+def text_value(value: Any) -> str:
+    """A value as it reads in an embedded text (and in a text-of-JSON property)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list | bool):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def render(template: str, values: Mapping[str, Any]) -> str:
+    """The `search.text` template over a row's state: `{field}` -> the field's value."""
+    return TEMPLATE_FIELD.sub(lambda m: text_value(values.get(m.group(1))), template).strip()
+
+
+def key_text(values: Sequence[Any]) -> str:
+    """A row key from its columns' JSON values, as the events' `source_id` writes it."""
+    return KEY_SEPARATOR.join(
+        str(int(v)) if isinstance(v, float) and v.is_integer() else str(v) for v in values
+    )
 
 
 @dataclass(frozen=True)
 class SearchObject:
-    aggregate_type: str
-    aggregate_id: str
+    aggregate: str
+    row_id: str
     uuid: UUID
     properties: dict[str, Any]
     references: dict[str, UUID]
-    event_ids: tuple[UUID, ...]
-
-    @property
-    def text(self) -> str:
-        return vector_text(self.aggregate_type, self.properties)
-
-
-@dataclass(frozen=True)
-class Skipped:
-    aggregate_type: str
-    aggregate_id: str
-    reason: str
+    """Reference property -> the parent row's object uuid."""
+    parents: dict[str, str]
+    """Searchable parent aggregate -> the parent row's id (when the foreign key is set)."""
+    text: str
+    tenant_key: Any
+    """The value of the tenant field (None without a field tenant)."""
     event_ids: tuple[UUID, ...]
 
 
 @dataclass(frozen=True)
 class _Record:
-    """The part of an event `_build` reads back from the spill."""
+    """The part of an event `build` reads back from the spill."""
 
     event_id: UUID
     event_type: str
@@ -99,40 +100,40 @@ class _Record:
 _SCHEMA = """
 CREATE TABLE events (
     seq INTEGER PRIMARY KEY,
-    aggregate_type TEXT NOT NULL,
-    aggregate_id TEXT NOT NULL,
+    aggregate TEXT NOT NULL,
+    row_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
     sort_key TEXT NOT NULL,
-    creates INTEGER NOT NULL,
+    deletes INTEGER NOT NULL,
     event_type TEXT NOT NULL,
     aggregate_version INTEGER NOT NULL,
     position INTEGER NOT NULL,
     payload BLOB NOT NULL,
-    UNIQUE (aggregate_type, aggregate_id, event_id)
+    UNIQUE (aggregate, row_id, event_id)
 );
 CREATE TABLE tenants (
-    aggregate_type TEXT NOT NULL,
-    aggregate_id TEXT NOT NULL,
+    aggregate TEXT NOT NULL,
+    row_id TEXT NOT NULL,
     tenant TEXT NOT NULL,
-    PRIMARY KEY (aggregate_type, aggregate_id)
+    PRIMARY KEY (aggregate, row_id)
 );
 CREATE TABLE ranked (
     run INTEGER NOT NULL,
-    aggregate_type TEXT NOT NULL,
+    aggregate TEXT NOT NULL,
     rank INTEGER NOT NULL,
-    aggregate_id TEXT NOT NULL,
+    row_id TEXT NOT NULL,
     tenant TEXT,
     PRIMARY KEY (run, rank)
 );
 """
 
 
-def _sort_key(aggregate_id: str) -> str:
+def _sort_key(row_id: str) -> str:
     """Text that sorts like `_stream_order`'s number: non-numeric ids (-1) first, then numeric
-    ids by value (digit count, then digits), so SQLite orders streams as the fold always has."""
-    if not aggregate_id.isdigit():
+    ids by value (digit count, then digits), so SQLite orders rows as the fold always has."""
+    if not row_id.isdigit():
         return "0"
-    digits = str(int(aggregate_id))
+    digits = str(int(row_id))
     return f"1{len(digits):08d}{digits}"
 
 
@@ -141,15 +142,29 @@ def _close_store(conn: sqlite3.Connection, directory: str) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
+def row_of(record: EventRecord) -> str:
+    """The source row an event is about: its metadata's `source_id`, else its stream id."""
+    source_id = record.metadata.get("source_id") if record.metadata else None
+    return str(source_id) if source_id is not None else record.aggregate_id
+
+
 class DayFold:
-    """Accumulates a day's records on disk; `chunks()` streams the objects of one type.
+    """Accumulates a day's records of the declared collections on disk; `chunks()` streams
+    one aggregate's objects.
 
     Usable as a context manager; `close()` deletes the spill (a fold that is garbage collected
     or left open at exit deletes it too).
     """
 
-    def __init__(self, day: str) -> None:
+    def __init__(self, day: str, decls: Sequence[CollectionDecl]) -> None:
         self.day = day
+        self.decls = {d.aggregate: d for d in decls}
+        self._routes: dict[tuple[str, str], tuple[str, bool]] = {}
+        for d in decls:
+            for event_type in d.upsert_events:
+                self._routes[(d.stream_type, event_type)] = (d.aggregate, False)
+            for event_type in d.delete_events:
+                self._routes[(d.stream_type, event_type)] = (d.aggregate, True)
         self.events = 0
         self.duplicates = 0
         self._dir = tempfile.mkdtemp(prefix="strangler-dayfold-")
@@ -162,6 +177,10 @@ class DayFold:
             self._conn.execute(f"PRAGMA {pragma}")
         self._conn.executescript(_SCHEMA)
         self._runs = 0
+
+    @property
+    def stream_types(self) -> list[str]:
+        return sorted({d.stream_type for d in self.decls.values()})
 
     @property
     def path(self) -> Path:
@@ -189,15 +208,17 @@ class DayFold:
     def add(self, records: Iterable[EventRecord]) -> None:
         batch: list[tuple[Any, ...]] = []
         for r in records:
-            if r.aggregate_type not in CREATION_EVENTS or r.partition_day != self.day:
+            route = self._routes.get((r.aggregate_type, r.event_type))
+            if route is None or r.partition_day != self.day:
                 continue
+            row_id = row_of(r)
             batch.append(
                 (
-                    r.aggregate_type,
-                    r.aggregate_id,
+                    route[0],
+                    row_id,
                     str(r.event_id),
-                    _sort_key(r.aggregate_id),
-                    int(r.event_type in CREATION_EVENTS[r.aggregate_type]),
+                    _sort_key(row_id),
+                    int(route[1]),
                     r.event_type,
                     r.aggregate_version,
                     r.position,
@@ -211,11 +232,11 @@ class DayFold:
             self._insert(batch)
 
     def _insert(self, batch: list[tuple[Any, ...]]) -> None:
-        """INSERT OR IGNORE: a redelivered event id of the same aggregate is a duplicate."""
+        """INSERT OR IGNORE: a redelivered event id of the same row is a duplicate."""
         with self._conn:
             cursor = self._conn.executemany(
-                "INSERT OR IGNORE INTO events (aggregate_type, aggregate_id, event_id, sort_key,"
-                " creates, event_type, aggregate_version, position, payload)"
+                "INSERT OR IGNORE INTO events (aggregate, row_id, event_id, sort_key,"
+                " deletes, event_type, aggregate_version, position, payload)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 batch,
             )
@@ -223,125 +244,121 @@ class DayFold:
         self.events += inserted
         self.duplicates += len(batch) - inserted
 
-    def count(self, aggregate_type: str) -> int:
-        """Objects of the type (aggregates with a creation event on the day)."""
+    def count(self, aggregate: str) -> int:
+        """Objects of the aggregate (rows of the day without a delete event)."""
         row = self._conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM events WHERE aggregate_type = ?"
-            " GROUP BY aggregate_id HAVING max(creates) = 1)",
-            (aggregate_type,),
+            "SELECT count(*) FROM (SELECT 1 FROM events WHERE aggregate = ?"
+            " GROUP BY row_id HAVING max(deletes) = 0)",
+            (aggregate,),
         ).fetchone()
         return int(row[0])
 
-    def assign_tenants(self, aggregate_type: str, tenants: Iterable[tuple[str, str]]) -> None:
-        """Record (aggregate id, tenant) pairs for `chunks(..., by_tenant=True)`."""
+    def assign_tenants(self, aggregate: str, tenants: Iterable[tuple[str, str]]) -> None:
+        """Record (row id, tenant) pairs for `chunks(..., by_tenant=True)`."""
         with self._conn:
             self._conn.executemany(
-                "INSERT OR REPLACE INTO tenants (aggregate_type, aggregate_id, tenant)"
-                " VALUES (?, ?, ?)",
-                ((aggregate_type, aid, tenant) for aid, tenant in tenants),
+                "INSERT OR REPLACE INTO tenants (aggregate, row_id, tenant) VALUES (?, ?, ?)",
+                ((aggregate, row_id, tenant) for row_id, tenant in tenants),
             )
 
-    def clear_tenants(self, aggregate_type: str) -> None:
+    def clear_tenants(self, aggregate: str) -> None:
         with self._conn:
-            self._conn.execute("DELETE FROM tenants WHERE aggregate_type = ?", (aggregate_type,))
+            self._conn.execute("DELETE FROM tenants WHERE aggregate = ?", (aggregate,))
 
     def chunks(
-        self, aggregate_type: str, size: int = CHUNK, *, by_tenant: bool = False
+        self, aggregate: str, size: int = CHUNK, *, by_tenant: bool = False
     ) -> Iterator[list[tuple[str | None, SearchObject]]]:
         """(tenant, object) lists of at most `size`, in the fold's deterministic order
         (`_stream_order`), or grouped by assigned tenant (stable; objects without a tenant
         left out). No statement stays open between chunks, so the consumer may use the fold
         (or hand the iterator to another thread) in between."""
-        run, total = self._rank(aggregate_type, by_tenant)
+        decl = self.decls[aggregate]
+        run, total = self._rank(aggregate, by_tenant)
         for start in range(0, total, size):
             rows = self._conn.execute(
-                "SELECT r.rank, r.aggregate_id, r.tenant, e.event_id, e.event_type,"
+                "SELECT r.rank, r.row_id, r.tenant, e.event_id, e.event_type,"
                 " e.aggregate_version, e.position, e.payload"
                 " FROM ranked r JOIN events e"
-                " ON e.aggregate_type = r.aggregate_type AND e.aggregate_id = r.aggregate_id"
+                " ON e.aggregate = r.aggregate AND e.row_id = r.row_id"
                 " WHERE r.run = ? AND r.rank >= ? AND r.rank < ?"
                 " ORDER BY r.rank, e.seq",
                 (run, start, start + size),
             ).fetchall()
             out: list[tuple[str | None, SearchObject]] = []
-            for aid, tenant, records in _grouped(rows):
-                event_ids = tuple(r.event_id for r in records)
-                out.append((tenant, _build(aggregate_type, aid, records, self.day, event_ids)))
+            for row_id, tenant, records in _grouped(rows):
+                out.append((tenant, build(decl, row_id, records, self.day)))
             yield out
         self._unrank(run)
 
-    def stream(self, aggregate_type: str, size: int = CHUNK) -> Iterator[SearchObject]:
-        """The type's objects one by one (read `size` at a time)."""
-        for chunk in self.chunks(aggregate_type, size):
+    def stream(self, aggregate: str, size: int = CHUNK) -> Iterator[SearchObject]:
+        """The aggregate's objects one by one (read `size` at a time)."""
+        for chunk in self.chunks(aggregate, size):
             for _tenant, o in chunk:
                 yield o
 
     def keys(
-        self, aggregate_type: str, size: int = 10 * CHUNK
+        self, aggregate: str, size: int = 10 * CHUNK, *, deleted: bool = False
     ) -> Iterator[tuple[str, tuple[UUID, ...]]]:
-        """(aggregate id, event ids) of the type's objects in order, without their payloads."""
-        run, total = self._rank(aggregate_type, False)
+        """(row id, event ids) of the aggregate's objects in order, without their payloads;
+        with `deleted`, of its rows deleted on the day instead."""
+        run, total = self._rank(aggregate, False, deleted=deleted)
         for start in range(0, total, size):
             rows = self._conn.execute(
-                "SELECT r.rank, r.aggregate_id, r.tenant, e.event_id, '',"
+                "SELECT r.rank, r.row_id, r.tenant, e.event_id, '',"
                 " e.aggregate_version, e.position, NULL"
                 " FROM ranked r JOIN events e"
-                " ON e.aggregate_type = r.aggregate_type AND e.aggregate_id = r.aggregate_id"
+                " ON e.aggregate = r.aggregate AND e.row_id = r.row_id"
                 " WHERE r.run = ? AND r.rank >= ? AND r.rank < ?"
                 " ORDER BY r.rank, e.seq",
                 (run, start, start + size),
             ).fetchall()
-            for aid, _tenant, records in _grouped(rows):
-                yield aid, tuple(r.event_id for r in records)
+            for row_id, _tenant, records in _grouped(rows):
+                yield row_id, tuple(r.event_id for r in records)
         self._unrank(run)
 
-    def skipped(self) -> list[Skipped]:
-        """Aggregates of the day without their creation event (not objects: reported)."""
-        out: list[Skipped] = []
-        for atype in sorted(CREATION_EVENTS):
+    def states(self, aggregate: str, row_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Row id -> merged state of the day's rows among `row_ids` (deleted rows too: a
+        deleted parent still names its children's tenant)."""
+        wanted = sorted(set(row_ids))
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), CHUNK):
+            part = wanted[start : start + CHUNK]
+            marks = ",".join("?" * len(part))
             rows = self._conn.execute(
-                "SELECT e.aggregate_id, e.aggregate_id, NULL, e.event_id, '', e.aggregate_version,"
-                " e.position, NULL FROM events e JOIN (SELECT aggregate_id FROM events"
-                " WHERE aggregate_type = ? GROUP BY aggregate_id HAVING max(creates) = 0) s"
-                " ON e.aggregate_id = s.aggregate_id WHERE e.aggregate_type = ?"
-                " ORDER BY e.sort_key, e.aggregate_id, e.seq",
-                (atype, atype),
+                "SELECT row_id, row_id, NULL, event_id, event_type, aggregate_version, position,"
+                f" payload FROM events WHERE aggregate = ? AND deletes = 0 AND row_id IN ({marks})"
+                " ORDER BY row_id, seq",
+                [aggregate, *part],
             ).fetchall()
-            reason = f"no {sorted(CREATION_EVENTS[atype])} event on {self.day}"
-            for aid, _tenant, records in _grouped(rows):
-                out.append(Skipped(atype, aid, reason, tuple(r.event_id for r in records)))
+            for row_id, _tenant, records in _grouped(rows):
+                out[row_id] = merged(records)
         return out
 
-    def objects(self) -> tuple[dict[str, list[SearchObject]], list[Skipped]]:
-        """Every object of the day at once: for small days and tests (the sink streams)."""
-        out = {t: list(self.stream(t)) for t in CREATION_EVENTS}
-        return out, self.skipped()
-
-    def _rank(self, aggregate_type: str, by_tenant: bool) -> tuple[int, int]:
-        """Number the type's complete aggregates in the order `chunks` returns them, under a
-        run of their own (two iterations at once never share a numbering); (run, count)."""
+    def _rank(self, aggregate: str, by_tenant: bool, *, deleted: bool = False) -> tuple[int, int]:
+        """Number the aggregate's rows in the order `chunks` returns them, under a run of
+        their own (two iterations at once never share a numbering); (run, count)."""
         self._runs += 1
         run = self._runs
         with self._conn:
-            complete = (
-                "SELECT aggregate_id, min(sort_key) AS sort_key FROM events"
-                " WHERE aggregate_type = ? GROUP BY aggregate_id HAVING max(creates) = 1"
+            rows = (
+                "SELECT row_id, min(sort_key) AS sort_key FROM events"
+                f" WHERE aggregate = ? GROUP BY row_id HAVING max(deletes) = {int(deleted)}"
             )
             if by_tenant:
                 cursor = self._conn.execute(
-                    "INSERT INTO ranked (run, aggregate_type, rank, aggregate_id, tenant)"
+                    "INSERT INTO ranked (run, aggregate, rank, row_id, tenant)"
                     " SELECT ?, ?, row_number() OVER"
-                    " (ORDER BY t.tenant, c.sort_key, c.aggregate_id) - 1, c.aggregate_id, t.tenant"
-                    f" FROM ({complete}) c JOIN tenants t"
-                    " ON t.aggregate_type = ? AND t.aggregate_id = c.aggregate_id",
-                    (run, aggregate_type, aggregate_type, aggregate_type),
+                    " (ORDER BY t.tenant, c.sort_key, c.row_id) - 1, c.row_id, t.tenant"
+                    f" FROM ({rows}) c JOIN tenants t"
+                    " ON t.aggregate = ? AND t.row_id = c.row_id",
+                    (run, aggregate, aggregate, aggregate),
                 )
             else:
                 cursor = self._conn.execute(
-                    "INSERT INTO ranked (run, aggregate_type, rank, aggregate_id, tenant)"
-                    " SELECT ?, ?, row_number() OVER (ORDER BY c.sort_key, c.aggregate_id) - 1,"
-                    f" c.aggregate_id, NULL FROM ({complete}) c",
-                    (run, aggregate_type, aggregate_type),
+                    "INSERT INTO ranked (run, aggregate, rank, row_id, tenant)"
+                    " SELECT ?, ?, row_number() OVER (ORDER BY c.sort_key, c.row_id) - 1,"
+                    f" c.row_id, NULL FROM ({rows}) c",
+                    (run, aggregate, aggregate),
                 )
             return run, int(cursor.rowcount)
 
@@ -353,15 +370,15 @@ class DayFold:
 def _grouped(
     rows: list[tuple[Any, ...]],
 ) -> Iterator[tuple[str, str | None, list[_Record]]]:
-    """Consecutive rows of one aggregate (same first column) -> its records sorted as the fold
+    """Consecutive rows of one row id (same first column) -> its records sorted as the fold
     applies them (aggregate version, then position; ties keep arrival order)."""
     current: tuple[Any, str, str | None] | None = None
     records: list[_Record] = []
-    for rank, aid, tenant, event_id, event_type, version, position, payload in rows:
+    for rank, row_id, tenant, event_id, event_type, version, position, payload in rows:
         if current is not None and current[0] != rank:
             yield current[1], current[2], sorted(records, key=_apply_order)
             records = []
-        current = (rank, aid, tenant)
+        current = (rank, row_id, tenant)
         records.append(
             _Record(
                 UUID(event_id),
@@ -380,49 +397,60 @@ def _apply_order(r: _Record) -> tuple[int, int]:
 
 
 def _stream_order(item: tuple[tuple[str, str], Any]) -> tuple[str, int, str]:
-    """The order objects come in (type, numeric id, id); `_sort_key` mirrors it in SQL."""
-    (atype, aid), _ = item
-    return (atype, int(aid) if aid.isdigit() else -1, aid)
+    """The order objects come in (aggregate, numeric id, id); `_sort_key` mirrors it in SQL."""
+    (aggregate, row_id), _ = item
+    return (aggregate, int(row_id) if row_id.isdigit() else -1, row_id)
 
 
-def _build(
-    atype: str, aid: str, records: list[_Record], day: str, event_ids: tuple[UUID, ...]
-) -> SearchObject:
+def merged(records: Iterable[_Record]) -> dict[str, Any]:
+    """The state of a row: its payloads in apply order, the latest value of a field wins."""
     state: dict[str, Any] = {}
-    status: str | None = None
     for r in records:
-        if r.event_type in STATE_EVENTS[atype]:
-            state = dict(r.payload)
-        elif r.event_type == "DocumentStatusChanged":
-            status = r.payload.get("status")
-    refs: dict[str, UUID] = {}
-    if atype == "Customer":
-        props = {
-            "customer_id": state.get("customer_id"),
-            "name": state.get("name"),
-            "plan": state.get("plan"),
-            "country": state.get("country"),
-        }
-    elif atype == "Document":
-        props = {
-            "document_id": state.get("document_id"),
-            "customer_id": state.get("customer_id"),
-            "title": state.get("title"),
-            "category": state.get("category"),
-            "status": status or "uploaded",
-            "page_count": state.get("page_count"),
-        }
-        if state.get("customer_id") is not None:
-            refs["customer"] = object_uuid("Customer", state["customer_id"])
-    else:
-        props = {
-            "page_id": state.get("page_id"),
-            "document_id": state.get("document_id"),
-            "page_number": state.get("page_number"),
-            "text": state.get("text"),
-            "confidence": state.get("confidence"),
-        }
-        if state.get("document_id") is not None:
-            refs["document"] = object_uuid("Document", state["document_id"])
+        state.update(r.payload)
+    return state
+
+
+def parent_ids(decl: CollectionDecl, state: Mapping[str, Any]) -> dict[str, str]:
+    """Searchable parent -> the parent row's id, for each foreign key fully set in `state`."""
+    out: dict[str, str] = {}
+    for parent, fields in decl.parent_fields.items():
+        values = [state.get(f) for f in fields]
+        if all(v is not None for v in values):
+            out[parent] = key_text(values)
+    return out
+
+
+def stored_value(decl: CollectionDecl, name: str, value: Any) -> Any:
+    """A field's value as its property stores it (text of JSON where the type is unknown)."""
+    if name in decl.json_text and not isinstance(value, str):
+        return text_value(value)
+    return value
+
+
+def build(decl: CollectionDecl, row_id: str, records: list[_Record], day: str) -> SearchObject:
+    """The object of one row from its records (already in apply order)."""
+    state = merged(records)
+    props = {
+        name: stored_value(decl, name, state[name])
+        for name in decl.properties
+        if state.get(name) is not None
+    }
     props[DAY] = day
-    return SearchObject(atype, aid, object_uuid(atype, aid), props, refs, event_ids)
+    props[SOURCE_ID] = row_id
+    parents = parent_ids(decl, state)
+    refs = {
+        r.name: object_uuid(r.target, parents[r.target])
+        for r in decl.references
+        if r.target in parents
+    }
+    return SearchObject(
+        decl.aggregate,
+        row_id,
+        object_uuid(decl.aggregate, row_id),
+        props,
+        refs,
+        parents,
+        render(decl.text, state),
+        state.get(decl.tenant_field) if decl.tenant_field else None,
+        tuple(r.event_id for r in records),
+    )

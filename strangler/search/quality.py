@@ -1,30 +1,34 @@
-""" "Semantic search works" for one day: own-text recall@k and a category query's precision.
+""" "Semantic search works" for one collection and day: own-text recall@k and the spec's probes.
 
-Recall: for a seeded sample of D's objects, the vector of the object's own text (re-encoded
-through the cache, so it costs no model time) is queried across the whole collection; the
-object must come back in the top k. Ties count: templated titles can be identical, and an
-object whose distance equals the k-th hit's is as good a match as any of them.
-Category: a query written for one category ("overdue invoice, payment reminder") over D's
-objects must return mostly that category among the top n, n = min(k, objects of it that day).
+Recall: for a seeded sample of D's objects, the vector of the object's own text (the
+`search.text` template over its stored properties, re-encoded through the cache, so it costs no
+model time) is queried across the whole collection; the object must come back in the top k.
+Ties count: templated texts can be identical, and an object whose distance equals the k-th
+hit's is as good a match as any of them.
+Probes (`search.queries` of the spec): each query's text over D's objects must return mostly
+objects that have the expected property values among the top n, n = min(k, D's objects that
+have them); the share must reach the probe's `min_precision`.
 Scrambled or stale vectors fail both.
 In a multi-tenant collection the recall probe searches the object's own tenant (the scope a
-customer searches in) and the category query runs in every tenant, merged by distance.
+tenant searches in) and the probes run in every tenant, merged by distance.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import reduce
 from typing import Any
 
 import numpy as np
 import weaviate
-from weaviate.classes.query import Filter, MetadataQuery, QueryReference
+from weaviate.classes.query import Filter, MetadataQuery
 
 from strangler.search.embedding_cache import CachedEncoder
-from strangler.search.objects import vector_text
-from strangler.search.schema import DAY, CollectionNames
+from strangler.search.objects import render
+from strangler.search.schema import DAY, CollectionDecl
 from strangler.search.tenants import near_vector_all, scopes
+from strangler.spec.models import SearchQuery
 
 _TIE = 1e-4
 _FETCH_LIMIT = 10_000
@@ -35,9 +39,36 @@ class QualityOptions:
     sample_size: int = 20
     k: int = 5
     min_recall: float = 0.9
-    category_query: str = "overdue invoice, payment reminder"
-    category: str = "invoice"
-    min_category_precision: float = 0.6
+
+
+@dataclass
+class ProbeResult:
+    """One `search.queries` probe on D."""
+
+    query: SearchQuery
+    considered: int = 0
+    """n = min(k, D's objects with the expected values); 0: nothing to find, not judged."""
+    correct: int = 0
+    top: list[dict[str, Any]] = field(default_factory=list)
+    """The expected properties of the top n hits, best first."""
+
+    @property
+    def precision(self) -> float | None:
+        return self.correct / self.considered if self.considered else None
+
+    @property
+    def passed(self) -> bool:
+        return self.precision is None or self.precision >= self.query.min_precision
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "query": self.query.text,
+            "expect": dict(self.query.expect),
+            "precision": round(self.precision, 4) if self.precision is not None else None,
+            "considered": self.considered,
+            "min_precision": self.query.min_precision,
+            "top": self.top,
+        }
 
 
 @dataclass
@@ -46,10 +77,8 @@ class QualityResult:
     day: str
     sampled: int = 0
     hits: int = 0
-    category_hits: int | None = None
-    category_considered: int | None = None
-    top_categories: list[str] = field(default_factory=list)
     misses: list[str] = field(default_factory=list)
+    probes: list[ProbeResult] = field(default_factory=list)
     options: QualityOptions = field(default_factory=QualityOptions)
 
     @property
@@ -57,17 +86,8 @@ class QualityResult:
         return self.hits / self.sampled if self.sampled else 1.0
 
     @property
-    def category_precision(self) -> float | None:
-        if not self.category_considered:
-            return None
-        return (self.category_hits or 0) / self.category_considered
-
-    @property
     def passed(self) -> bool:
-        precision = self.category_precision
-        return self.recall >= self.options.min_recall and (
-            precision is None or precision >= self.options.min_category_precision
-        )
+        return self.recall >= self.options.min_recall and all(p.passed for p in self.probes)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -75,13 +95,7 @@ class QualityResult:
             "recall_at_k": round(self.recall, 4),
             "k": self.options.k,
             "min_recall": self.options.min_recall,
-            "category_query": self.options.category_query,
-            "category_precision": (
-                round(self.category_precision, 4) if self.category_precision is not None else None
-            ),
-            "category_considered": self.category_considered,
-            "min_category_precision": self.options.min_category_precision,
-            "top_categories": self.top_categories,
+            "probes": [p.metadata() for p in self.probes],
             "misses": self.misses[:10],
         }
 
@@ -89,36 +103,34 @@ class QualityResult:
 def check_day(
     client: weaviate.WeaviateClient,
     encoder: CachedEncoder,
-    names: CollectionNames,
-    aggregate_type: str,
+    decl: CollectionDecl,
     day: str,
     options: QualityOptions | None = None,
 ) -> QualityResult:
     options = options or QualityOptions()
-    name = names.of(aggregate_type)
-    result = QualityResult(name, day, options=options)
+    encoder = encoder.with_chunking(decl.chunk_overlap, decl.max_tokens)
+    result = QualityResult(decl.name, day, options=options)
+    if not client.collections.exists(decl.name):
+        return result
     on_day = Filter.by_property(DAY).equal(day)
     population: list[tuple[Any, Any]] = []
-    available = 0
-    for _tenant, handle in scopes(client, name):
+    for _tenant, handle in scopes(client, decl.name):
         found = handle.query.fetch_objects(filters=on_day, limit=_FETCH_LIMIT, include_vector=False)
         population += [(handle, o) for o in found.objects]
-        if found.objects and aggregate_type in ("Document", "OcrPage"):
-            available += _of_category(handle, aggregate_type, on_day, options.category)
     population.sort(key=lambda p: str(p[1].uuid))
-    sample = random.Random(f"{name}:{day}").sample(
+    sample = random.Random(f"{decl.name}:{day}").sample(
         population, min(options.sample_size, len(population))
     )
     result.sampled = len(sample)
     if sample:
-        queries, _ = encoder.encode([vector_text(aggregate_type, o.properties) for _, o in sample])
+        queries, _ = encoder.encode([render(decl.text, o.properties) for _, o in sample])
         for (handle, obj), query in zip(sample, queries, strict=True):
             if _recalled(handle, obj.uuid, query, options.k):
                 result.hits += 1
             else:
                 result.misses.append(str(obj.uuid))
-    if aggregate_type in ("Document", "OcrPage"):
-        _category(client, name, encoder, aggregate_type, on_day, available, result)
+    for probe in decl.queries:
+        result.probes.append(_probe(client, decl, encoder, on_day, probe, options.k))
     return result
 
 
@@ -149,54 +161,52 @@ def _recalled(collection: Any, target: Any, query: np.ndarray, k: int) -> bool:
     )
 
 
-def _of_category(handle: Any, aggregate_type: str, on_day: Any, category: str) -> int:
-    """D's objects of `category` in one scope (a page's category is its document's)."""
-    if aggregate_type == "Document":
-        of_category = Filter.by_property("category").equal(category)
-    else:
-        of_category = Filter.by_ref("document").by_property("category").equal(category)
-    found = handle.aggregate.over_all(filters=on_day & of_category, total_count=True)
-    return int(found.total_count or 0)
+def matches(value: Any, expected: Any) -> bool:
+    """A stored value equals the probe's expected one (numbers by value, else as text)."""
+    if isinstance(expected, bool) or isinstance(value, bool):
+        return value is expected
+    if isinstance(expected, int | float) and isinstance(value, int | float):
+        return float(value) == float(expected)
+    return value is not None and str(value) == str(expected)
 
 
-def _category(
+def _probe(
     client: weaviate.WeaviateClient,
-    name: str,
+    decl: CollectionDecl,
     encoder: CachedEncoder,
-    aggregate_type: str,
     on_day: Any,
-    available: int,
-    result: QualityResult,
-) -> None:
-    options = result.options
-    n = min(options.k, available)
-    if n == 0:
-        return
-    refs = (
-        None
-        if aggregate_type == "Document"
-        else QueryReference(link_on="document", return_properties=["category"])
+    query: SearchQuery,
+    k: int,
+) -> ProbeResult:
+    out = ProbeResult(query)
+    expected = reduce(
+        lambda a, b: a & b,
+        [Filter.by_property(name).equal(value) for name, value in query.expect.items()],
     )
-    query, _ = encoder.encode([options.category_query])
+    available = 0
+    for _tenant, handle in scopes(client, decl.name):
+        found = handle.aggregate.over_all(filters=on_day & expected, total_count=True)
+        available += int(found.total_count or 0)
+    n = min(k, available)
+    if n == 0:
+        return out
+    vector, _ = encoder.encode([query.text])
     hits = near_vector_all(
         client,
-        name,
-        query[0].tolist(),
+        decl.name,
+        vector[0].tolist(),
         n,
         filters=on_day,
-        return_references=refs,
-        return_properties=["category"] if aggregate_type == "Document" else [],
+        return_properties=list(query.expect),
     )
-    categories = [_category_of(aggregate_type, h) for _, h in hits]
-    result.top_categories = categories
-    result.category_considered = n
-    result.category_hits = sum(c == options.category for c in categories)
+    out.considered = n
+    out.top = [{name: _plain(h.properties.get(name)) for name in query.expect} for _, h in hits]
+    out.correct = sum(
+        all(matches(h.properties.get(name), value) for name, value in query.expect.items())
+        for _, h in hits
+    )
+    return out
 
 
-def _category_of(aggregate_type: str, obj: Any) -> str:
-    if aggregate_type == "Document":
-        return str(obj.properties.get("category"))
-    ref = (obj.references or {}).get("document")
-    if ref is None or not ref.objects:
-        return "?"
-    return str(ref.objects[0].properties.get("category"))
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, str | int | float | bool) or value is None else str(value)

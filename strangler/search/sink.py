@@ -1,27 +1,29 @@
 """Day D -> Weaviate: read D's events, embed (cached), upsert, delete what the source dropped.
 
-Convergence without a staging copy: objects have deterministic UUIDs (uuid5 of aggregate type
-and id), a batch insert replaces an object whole (properties, vector and its references, which
-are set inline so an object never sits half-linked), and every object written by a run carries
-that run's `load_token`. After the upload, objects of D with another token are exactly those
-the source no longer has (or that Weaviate rejected this time, which are recorded in
-failed_entities), and are deleted. Re-running D therefore leaves the same objects.
+The collections are the estate spec's searchable aggregates (`strangler.search.schema`), loaded
+parents first. Convergence without a staging copy: objects have deterministic UUIDs (uuid5 of
+aggregate and row id), a batch insert replaces an object whole (properties, vector and its
+references), and every object written by a run carries that run's `load_token`. After the
+upload, objects of D with another token are exactly those the source no longer has (deleted
+rows, or rows Weaviate rejected this time, which are recorded in failed_entities), and are
+deleted. Re-running D therefore leaves the same objects.
 
 A multi-tenant collection (strangler.search.tenants) gets every write in the object's tenant:
 upserts and references per tenant, stale objects deleted in every tenant (a dropped object's
-customer may have nothing else on D). A page's customer comes from its document: the day's own
-DocumentUploaded, else the event store; a page whose customer is unknown is a failure
-(`tenant_unresolved`), never dropped silently.
+tenant may have nothing else on D). A tenant named through a parent is the parent row's tenant:
+its state comes from D's own events, else from the event store (a child can be created days
+after its parent); a row whose tenant cannot be resolved is a failure (`tenant_unresolved`),
+never dropped silently.
 
 Encoding runs in a worker thread, a bounded queue ahead of the uploads (PyTorch and ONNX
 Runtime release the GIL), so model time and network time overlap and at most a few encode
 batches of vectors are in memory at once.
 
 Memory stays flat as a day grows: the day's events are spilled to disk by `DayFold`, and each
-type is loaded one encode batch of objects at a time (references, rejections and the dangling
-targets per batch; the dangling targets themselves spill to a temporary SQLite database). What
-is kept per object is small: the document -> customer map of a multi-tenant load, the failures,
-and the per-event outcomes handed back for the bookkeeping.
+aggregate is loaded one encode batch of objects at a time (references, rejections and the
+dangling targets per batch; the dangling targets themselves spill to a temporary SQLite
+database). What is kept per object is small: the parent tenants a multi-tenant load looked up,
+the failures, and the per-event outcomes handed back for the bookkeeping.
 """
 
 from __future__ import annotations
@@ -46,35 +48,40 @@ from weaviate.classes.query import Filter
 from weaviate.exceptions import WeaviateBaseError, WeaviateInsertManyAllFailedError
 
 from strangler.migration.day_events import read_day_from_store
-from strangler.migration.events import TOPICS
 from strangler.migration.kafka_clients import KafkaClients
 from strangler.migration.kafka_records import OffsetsGone, load_offset_ranges, read_ranges
 from strangler.search import tracking
 from strangler.search.embedding_cache import CachedEncoder, EncodeStats
-from strangler.search.objects import DayFold, SearchObject, Skipped
+from strangler.search.objects import DayFold, SearchObject, parent_ids
 from strangler.search.schema import (
+    CONTENT_HASH,
     DAY,
     LOAD_TOKEN,
-    REFERENCE_KEYS,
-    TYPES,
+    CollectionDecl,
     CollectionNames,
     SchemaOptions,
     SchemaReport,
+    declare_from_store,
     ensure_schema,
 )
 from strangler.search.tenants import (
+    Placement,
     ensure_tenants,
     is_multi_tenant,
-    place,
     present,
     scoped,
     scopes,
+    tenant_name,
 )
+from strangler.spec.models import EstateSpec
 
 CONSUMER_GROUP = "search-service"
 _DELETE_ROUNDS = 1_000
 _KEY_CHUNK = 5_000
 """Ids per event-store lookup, Weaviate existence check and failed_entities resolve."""
+
+Outcome = tuple[uuid.UUID, str, float, str | None]
+"""(event id, status, duration ms, error) of one event, for the service's bookkeeping."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,7 @@ class DayRead:
 
 @dataclass
 class TypeResult:
-    aggregate_type: str
+    aggregate: str
     collection: str
     objects: int = 0
     loaded: int = 0
@@ -145,18 +152,28 @@ class DayResult:
         return self.failed > self.max_failure_ratio * max(self.objects, 1)
 
 
+def declarations(
+    conn: psycopg.Connection[Any], spec: EstateSpec, options: SinkOptions
+) -> list[CollectionDecl]:
+    """The spec's collections, typed by the event store's baseline of the source columns."""
+    return declare_from_store(conn, spec, options.names, multi_tenancy=options.schema.multi_tenancy)
+
+
 def read_day(
     conn: psycopg.Connection[Any],
     kafka: KafkaClients | None,
     day: str,
+    decls: Sequence[CollectionDecl],
+    topics: Sequence[str],
     consumer_group: str = CONSUMER_GROUP,
 ) -> DayRead:
-    """D's Customer/Document/OcrPage events: Kafka's recorded ranges, else the event store.
+    """D's events of the declared collections: Kafka's recorded ranges of `topics` (without
+    the prefix), else the event store.
 
     The caller owns the returned fold and closes it (its events are spilled to disk)."""
-    fold = DayFold(day)
+    fold = DayFold(day, decls)
     try:
-        return _read_day(conn, kafka, day, consumer_group, fold)
+        return _read_day(conn, kafka, day, topics, consumer_group, fold)
     except BaseException:
         fold.close()
         raise
@@ -166,13 +183,13 @@ def _read_day(
     conn: psycopg.Connection[Any],
     kafka: KafkaClients | None,
     day: str,
+    topics: Sequence[str],
     consumer_group: str,
     fold: DayFold,
 ) -> DayRead:
     note = ""
     if kafka is not None:
-        topics = [kafka.topic(TOPICS[t]) for t in TYPES]
-        ranges = load_offset_ranges(conn, day, topics)
+        ranges = load_offset_ranges(conn, day, [kafka.topic(t) for t in sorted(set(topics))])
         if ranges:
             consumer = kafka.consumer(consumer_group)
             try:
@@ -184,15 +201,16 @@ def _read_day(
                 return DayRead(fold, "kafka", positions)
             except OffsetsGone as gone:
                 # Start over from the event store: the partial fold must not count twice.
+                decls = list(fold.decls.values())
                 with fold:
-                    fold = DayFold(day)
+                    fold = DayFold(day, decls)
                 note = f"fell back to the event store: {gone}"
             finally:
                 consumer.close()
         else:
             note = "no Kafka offset ranges recorded for the day"
     try:
-        for batch in read_day_from_store(conn, day, list(TYPES)):
+        for batch in read_day_from_store(conn, day, fold.stream_types):
             fold.add(batch)
         conn.commit()
     except BaseException:
@@ -225,37 +243,34 @@ def load_day(
     *,
     run_token: str,
     options: SinkOptions,
-    types: Sequence[str] = TYPES,
+    aggregates: Sequence[str] | None = None,
     log: Callable[[str], None] = lambda _m: None,
     conn: psycopg.Connection[Any] | None = None,
-) -> tuple[
-    dict[str, TypeResult], list[tracking.Failure], list[tuple[uuid.UUID, str, float, str | None]]
-]:
+) -> tuple[dict[str, TypeResult], list[tracking.Failure], list[Outcome]]:
     """Upsert D's objects, delete D's stale ones; returns results, failures, event outcomes.
 
-    `conn` (the event store) resolves the customer of pages whose document is not of D; only
-    multi-tenant collections need it.
+    `conn` (the event store) resolves the tenant of rows whose parent is not of D; only
+    multi-tenant collections with a parent tenant need it.
     """
     fold = read.fold
-    skipped = fold.skipped()
-    failures = [_skipped_failure(options.names, s) for s in skipped if s.aggregate_type in types]
-    outcomes: list[tuple[uuid.UUID, str, float, str | None]] = [
-        (e, "skipped", 0.0, s.reason) for s in skipped for e in s.event_ids
-    ]
+    failures: list[tracking.Failure] = []
+    outcomes: list[Outcome] = []
     results: dict[str, TypeResult] = {}
-    for atype in types:
-        customers: Mapping[str, Any] | None = None
-        if is_multi_tenant(client.collections.get(options.names.of(atype))):
-            # Only a page needs another aggregate's customer: its document's.
-            customers = (
-                _document_customers(conn, fold.stream("Document"), fold.stream(atype))
-                if atype == "OcrPage"
-                else {}
-            )
+    resolver = TenantResolver(conn, fold)
+    for decl in fold.decls.values():
+        if aggregates is not None and decl.aggregate not in aggregates:
+            continue
+        multi = is_multi_tenant(client.collections.get(decl.name))
         result, type_failures, type_outcomes = _load_type(
-            client, encoder, atype, fold, run_token, options, customers
+            client,
+            encoder.with_chunking(decl.chunk_overlap, decl.max_tokens),
+            decl,
+            fold,
+            run_token,
+            options,
+            resolver if multi else None,
         )
-        results[atype] = result
+        results[decl.aggregate] = result
         failures.extend(type_failures)
         outcomes.extend(type_outcomes)
         log(
@@ -266,35 +281,118 @@ def load_day(
     return results, failures, outcomes
 
 
-def _document_customers(
-    conn: psycopg.Connection[Any] | None,
-    documents: Iterable[SearchObject],
-    objs: Iterable[SearchObject],
-) -> dict[str, Any]:
-    """Document id -> customer id for the objects' documents: D's own documents first (free),
-    the rest from their DocumentUploaded in the event store (a page can be extracted days after
-    its document was uploaded). Only this map is kept, never the objects (both are streamed)."""
-    known: dict[str, Any] = {d.aggregate_id: d.properties.get("customer_id") for d in documents}
-    wanted = sorted(
-        {
-            str(o.properties["document_id"])
-            for o in objs
-            if o.aggregate_type == "OcrPage" and o.properties.get("document_id") is not None
-        }
-        - set(known)
-    )
-    if wanted and conn is not None:
-        for start in range(0, len(wanted), _KEY_CHUNK):
-            rows = conn.execute(
-                "SELECT DISTINCT ON (aggregate_id) aggregate_id, payload -> 'customer_id'"
-                " FROM eventstore.events WHERE aggregate_type = 'Document'"
-                " AND event_type = 'DocumentUploaded' AND aggregate_id = ANY(%s)"
-                " ORDER BY aggregate_id, aggregate_version DESC",
-                (wanted[start : start + _KEY_CHUNK],),
+class TenantResolver:
+    """The tenant of a row: its tenant field, or its parent row's tenant (recursively).
+
+    A parent's state comes from D's fold, else from the event store (its import and later
+    events, deleted or not: a deleted parent still names its children's tenant). Answers are
+    kept per (aggregate, row id) for the load: a day's children share few parents.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any] | None, fold: DayFold) -> None:
+        self.conn = conn
+        self.fold = fold
+        self._known: dict[tuple[str, str], tuple[str | None, str]] = {}
+
+    def place(self, decl: CollectionDecl, objs: Iterable[SearchObject]) -> Placement:
+        out = Placement()
+        objs = list(objs)
+        parents: dict[str, tuple[str | None, str]] = {}
+        if decl.tenant_parent is not None:
+            wanted = {
+                o.parents[decl.tenant_parent] for o in objs if decl.tenant_parent in o.parents
+            }
+            parents = self.tenants(decl.tenant_parent, wanted)
+        for o in objs:
+            tenant, reason = self._own(decl, o.row_id, o.tenant_key, o.parents, parents)
+            if tenant is not None:
+                out.tenants[o.row_id] = tenant
+            else:
+                out.unresolved[o.row_id] = f"{reason}: no tenant to put it in"
+        return out
+
+    def _own(
+        self,
+        decl: CollectionDecl,
+        row_id: str,
+        tenant_key: Any,
+        parents: Mapping[str, str],
+        parent_tenants: Mapping[str, tuple[str | None, str]],
+    ) -> tuple[str | None, str]:
+        if decl.tenant_field is not None:
+            if tenant_key is None:
+                return None, f"{decl.aggregate} {row_id} has no {decl.tenant_field}"
+            try:
+                return tenant_name(tenant_key), ""
+            except ValueError as exc:
+                return None, f"{decl.aggregate} {row_id}: {exc}"
+        parent = decl.tenant_parent
+        assert parent is not None
+        if parent not in parents:
+            fields = ", ".join(decl.parent_fields[parent])
+            return None, f"{decl.aggregate} {row_id} has no {parent} ({fields} not set)"
+        tenant, reason = parent_tenants[parents[parent]]
+        if tenant is None:
+            return None, f"{decl.aggregate} {row_id}: {reason}"
+        return tenant, ""
+
+    def tenants(self, aggregate: str, row_ids: Iterable[str]) -> dict[str, tuple[str | None, str]]:
+        """Row id -> (tenant, "") or (None, why not) of `aggregate`'s rows."""
+        wanted = set(row_ids)
+        missing = sorted(r for r in wanted if (aggregate, r) not in self._known)
+        if missing:
+            decl = self.fold.decls[aggregate]
+            states = self.fold.states(aggregate, missing)
+            states.update(self._stored_states(decl, [r for r in missing if r not in states]))
+            grand: dict[str, tuple[str | None, str]] = {}
+            if decl.tenant_parent is not None:
+                grand = self.tenants(
+                    decl.tenant_parent,
+                    {
+                        ids[decl.tenant_parent]
+                        for s in states.values()
+                        if decl.tenant_parent in (ids := parent_ids(decl, s))
+                    },
+                )
+            for row_id in missing:
+                state = states.get(row_id)
+                if state is None:
+                    answer: tuple[str | None, str] = (
+                        None,
+                        f"{aggregate} {row_id} is unknown: no event of it on {self.fold.day}"
+                        " nor in the event store",
+                    )
+                else:
+                    answer = self._own(
+                        decl,
+                        row_id,
+                        state.get(decl.tenant_field) if decl.tenant_field else None,
+                        parent_ids(decl, state),
+                        grand,
+                    )
+                self._known[(aggregate, row_id)] = answer
+        return {r: self._known[(aggregate, r)] for r in wanted}
+
+    def _stored_states(self, decl: CollectionDecl, row_ids: list[str]) -> dict[str, dict[str, Any]]:
+        if not row_ids or self.conn is None:
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        folded = decl.stream_type != decl.aggregate
+        for start in range(0, len(row_ids), _KEY_CHUNK):
+            part = row_ids[start : start + _KEY_CHUNK]
+            # The stream id is the row id unless folded: the indexed column narrows the search.
+            rows = self.conn.execute(
+                "SELECT coalesce(metadata ->> 'source_id', aggregate_id), payload"
+                " FROM eventstore.events WHERE aggregate_type = %s AND event_type = ANY(%s)"
+                " AND coalesce(metadata ->> 'source_id', aggregate_id) = ANY(%s)"
+                + ("" if folded else " AND aggregate_id = ANY(%s)")
+                + " ORDER BY aggregate_id, aggregate_version, position",
+                (decl.stream_type, sorted(decl.upsert_events), part, *([] if folded else [part])),
             ).fetchall()
-            known.update({str(r[0]): r[1] for r in rows})
-        conn.commit()
-    return known
+            for row_id, payload in rows:
+                out.setdefault(str(row_id), {}).update(payload)
+        self.conn.commit()
+        return out
 
 
 Placed = tuple[str | None, SearchObject]
@@ -313,50 +411,51 @@ def _parts(chunk: list[Placed], size: int) -> Iterator[tuple[str | None, int, li
         start = end
 
 
+def _failure(
+    decl: CollectionDecl, o: SearchObject, rule: str, reason: str, **extra: Any
+) -> tracking.Failure:
+    return tracking.Failure(
+        decl.name, o.row_id, rule, reason, {**_json_safe(o.properties), **extra}, o.event_ids
+    )
+
+
 def _load_type(
     client: weaviate.WeaviateClient,
     encoder: CachedEncoder,
-    atype: str,
+    decl: CollectionDecl,
     fold: DayFold,
     run_token: str,
     options: SinkOptions,
-    customers: Mapping[str, Any] | None = None,
-) -> tuple[TypeResult, list[tracking.Failure], list[tuple[uuid.UUID, str, float, str | None]]]:
-    """One type, one encode batch of objects at a time (`customers` given: multi-tenant)."""
-    name = options.names.of(atype)
+    resolver: TenantResolver | None = None,
+) -> tuple[TypeResult, list[tracking.Failure], list[Outcome]]:
+    """One aggregate, one encode batch of objects at a time (`resolver` given: multi-tenant)."""
+    name = decl.name
     day = fold.day
     collection = client.collections.get(name)
-    result = TypeResult(atype, name, objects=fold.count(atype))
+    result = TypeResult(decl.aggregate, name, objects=fold.count(decl.aggregate))
     failures: list[tracking.Failure] = []
     failed_ids: set[str] = set()
-    if customers is not None:
+    if resolver is not None:
         # A first pass places every object; the upload pass then reads them grouped by tenant
         # (stable), so uploads fill whole per-tenant batches.
-        fold.clear_tenants(atype)
+        fold.clear_tenants(decl.aggregate)
         tenants: set[str] = set()
-        for chunk in fold.chunks(atype, options.encode_batch):
-            placement = place(atype, (o for _t, o in chunk), customers, day)
+        for chunk in fold.chunks(decl.aggregate, options.encode_batch):
+            placement = resolver.place(decl, (o for _t, o in chunk))
             for _t, o in chunk:
-                if o.aggregate_id in placement.unresolved:
-                    failed_ids.add(o.aggregate_id)
+                if o.row_id in placement.unresolved:
+                    failed_ids.add(o.row_id)
                     failures.append(
-                        tracking.Failure(
-                            name,
-                            o.aggregate_id,
-                            "tenant_unresolved",
-                            placement.unresolved[o.aggregate_id],
-                            _json_safe(o.properties),
-                            o.event_ids,
-                        )
+                        _failure(decl, o, "tenant_unresolved", placement.unresolved[o.row_id])
                     )
-            fold.assign_tenants(atype, placement.tenants.items())
+            fold.assign_tenants(decl.aggregate, placement.tenants.items())
             tenants.update(placement.tenants.values())
         result.tenants = len(tenants)
         ensure_tenants(collection, tenants)
     references = 0
     with _Targets() as targets:
         started = time.perf_counter()
-        chunks = fold.chunks(atype, options.encode_batch, by_tenant=customers is not None)
+        chunks = fold.chunks(decl.aggregate, options.encode_batch, by_tenant=resolver is not None)
         for chunk, vectors, stats in _encoded(encoder, chunks):
             result.encode.add(stats)
             for tenant, start, part in _parts(chunk, options.upload_batch):
@@ -366,7 +465,7 @@ def _load_type(
                         properties={
                             **o.properties,
                             LOAD_TOKEN: run_token,
-                            "content_hash": hashlib.sha256(o.text.encode()).hexdigest()[:32],
+                            CONTENT_HASH: hashlib.sha256(o.text.encode()).hexdigest()[:32],
                         },
                         uuid=o.uuid,
                         vector=vectors[start + i].tolist(),
@@ -377,41 +476,28 @@ def _load_type(
                 del data
                 for index, message in rejected.items():
                     o = part[index]
-                    failed_ids.add(o.aggregate_id)
-                    failures.append(
-                        tracking.Failure(
-                            name,
-                            o.aggregate_id,
-                            "weaviate_rejected",
-                            message,
-                            _json_safe(o.properties),
-                            o.event_ids,
-                        )
-                    )
+                    failed_ids.add(o.row_id)
+                    failures.append(_failure(decl, o, "weaviate_rejected", message))
                 linked = [o for i, o in enumerate(part) if i not in rejected and o.references]
                 if tenant is not None:
-                    linked = _with_present_targets(client, options.names, tenant, linked)
-                ref_failures = _link(handle, linked)
-                for o, message in ref_failures:
-                    failed_ids.add(o.aggregate_id)
+                    linked = _with_present_targets(client, decl, tenant, linked)
+                for o, message in _link(handle, linked):
+                    failed_ids.add(o.row_id)
                     failures.append(
-                        tracking.Failure(
-                            name,
-                            o.aggregate_id,
+                        _failure(
+                            decl,
+                            o,
                             "reference_rejected",
                             message,
-                            {
-                                **_json_safe(o.properties),
-                                "references": {k: str(v) for k, v in o.references.items()},
-                            },
-                            o.event_ids,
+                            references={k: str(v) for k, v in o.references.items()},
                         )
                     )
             # An object fails only in its own chunk, so the chunk's survivors are final.
-            loaded = [(t, o) for t, o in chunk if o.aggregate_id not in failed_ids]
+            loaded = [(t, o) for t, o in chunk if o.row_id not in failed_ids]
             references += sum(len(o.references) for _t, o in loaded)
+            collections = {r.name: r.target_collection for r in decl.references}
             targets.add(
-                (options.names.of(REFERENCE_KEYS[ref][0]), t, target)
+                (collections[ref], t, target)
                 for t, o in loaded
                 for ref, target in o.references.items()
             )
@@ -423,9 +509,15 @@ def _load_type(
         result.dangling_references = _dangling(client, targets)
     share_ms = 1000.0 * result.seconds / max(result.objects, 1)
     errors = {f.source_key: f.reason for f in failures}
-    outcomes: list[tuple[uuid.UUID, str, float, str | None]] = [
-        (e, "failed" if aid in errors else "succeeded", share_ms, errors.get(aid))
-        for aid, event_ids in fold.keys(atype)
+    outcomes: list[Outcome] = [
+        (e, "failed" if row_id in errors else "succeeded", share_ms, errors.get(row_id))
+        for row_id, event_ids in fold.keys(decl.aggregate)
+        for e in event_ids
+    ]
+    # A deleted row's events are done once its object is gone.
+    outcomes += [
+        (e, "succeeded", 0.0, None)
+        for _row_id, event_ids in fold.keys(decl.aggregate, deleted=True)
         for e in event_ids
     ]
     return result, failures, outcomes
@@ -478,7 +570,7 @@ def _link(collection: Any, objs: list[SearchObject]) -> list[tuple[SearchObject,
 
 
 def _with_present_targets(
-    client: weaviate.WeaviateClient, names: CollectionNames, tenant: str, objs: list[SearchObject]
+    client: weaviate.WeaviateClient, decl: CollectionDecl, tenant: str, objs: list[SearchObject]
 ) -> list[SearchObject]:
     """The objects with only the references whose target exists.
 
@@ -487,10 +579,11 @@ def _with_present_targets(
     reference is left out and counted as dangling; a re-run of the day, once the target's day is
     loaded, links it.
     """
+    collections = {r.name: r.target_collection for r in decl.references}
     by_collection: dict[str, set[tuple[str | None, uuid.UUID]]] = {}
     for o in objs:
         for ref, target in o.references.items():
-            by_collection.setdefault(names.of(REFERENCE_KEYS[ref][0]), set()).add((tenant, target))
+            by_collection.setdefault(collections[ref], set()).add((tenant, target))
     found = {
         (name, key) for name, keys in by_collection.items() for key in present(client, name, keys)
     }
@@ -499,7 +592,7 @@ def _with_present_targets(
         refs = {
             ref: target
             for ref, target in o.references.items()
-            if (names.of(REFERENCE_KEYS[ref][0]), (tenant, target)) in found
+            if (collections[ref], (tenant, target)) in found
         }
         if refs:
             kept.append(replace(o, references=refs))
@@ -610,17 +703,6 @@ def _dangling(client: weaviate.WeaviateClient, targets: _Targets) -> int:
     )
 
 
-def _skipped_failure(names: CollectionNames, s: Skipped) -> tracking.Failure:
-    return tracking.Failure(
-        names.of(s.aggregate_type),
-        s.aggregate_id,
-        "incomplete_aggregate",
-        s.reason,
-        {"event_ids": [str(e) for e in s.event_ids]},
-        s.event_ids,
-    )
-
-
 def _json_safe(props: dict[str, Any]) -> dict[str, Any]:
     return {
         k: v if isinstance(v, str | int | float | bool | None) else str(v) for k, v in props.items()
@@ -633,16 +715,18 @@ def run_day(
     client: weaviate.WeaviateClient,
     encoder: CachedEncoder,
     kafka: KafkaClients | None,
+    spec: EstateSpec,
     day: str,
     run_id: str,
     options: SinkOptions,
-    types: Sequence[str] = TYPES,
+    aggregates: Sequence[str] | None = None,
     log: Callable[[str], None] = lambda _m: None,
 ) -> DayResult:
     """Everything for day D: schema, read, load, and the search-service's bookkeeping.
 
-    Two runs of the same day at once would delete each other's objects (each sees the other's
-    token as stale), so a session advisory lock per (collections, day) serializes them.
+    `aggregates`: the searchable aggregates to load (default: all of them). Two runs of the
+    same day at once would delete each other's objects (each sees the other's token as
+    stale), so a session advisory lock per (collections, day) serializes them.
     """
     lock_key = f"weaviate:{options.names.prefix}:{day}"
     conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (lock_key,))
@@ -653,10 +737,11 @@ def run_day(
             client=client,
             encoder=encoder,
             kafka=kafka,
+            spec=spec,
             day=day,
             run_id=run_id,
             options=options,
-            types=types,
+            aggregates=aggregates,
             log=log,
         )
     finally:
@@ -671,19 +756,22 @@ def _run_day(
     client: weaviate.WeaviateClient,
     encoder: CachedEncoder,
     kafka: KafkaClients | None,
+    spec: EstateSpec,
     day: str,
     run_id: str,
     options: SinkOptions,
-    types: Sequence[str],
+    aggregates: Sequence[str] | None,
     log: Callable[[str], None],
 ) -> DayResult:
     started = time.perf_counter()
-    schema = ensure_schema(client, options.names, options.schema)
+    decls = declarations(conn, spec, options)
+    schema = ensure_schema(client, decls, options.schema)
     for drift in schema.drift:
         log(f"schema drift (left unchanged): {drift}")
     tracking.heartbeat(conn, options.version, "healthy", {"day": day, "phase": "reading"})
     conn.commit()
-    read = read_day(conn, kafka, day, options.consumer_group)
+    topics = [spec.topic_of(d.aggregate) for d in decls]
+    read = read_day(conn, kafka, day, decls, topics, options.consumer_group)
     with read.fold:  # the spilled events go once the day is recorded
         if read.note:
             log(read.note)
@@ -694,7 +782,7 @@ def _run_day(
             read,
             run_token=run_token,
             options=options,
-            types=types,
+            aggregates=aggregates,
             log=log,
             conn=conn,
         )
@@ -713,11 +801,20 @@ def _run_day(
         )
         failed_keys = {(f.collection, f.source_key) for f in failures}
         tracking.record_failures(conn, day, run_id, failures, {})
-        for t in types:
-            name = options.names.of(t)
-            succeeded = (aid for aid, _e in read.fold.keys(t) if (name, aid) not in failed_keys)
-            while piece := list(itertools.islice(succeeded, _KEY_CHUNK)):
-                tracking.record_failures(conn, day, run_id, [], {name: piece})
+        for decl in decls:
+            if decl.aggregate not in per_type:
+                continue
+            # Loaded or deleted on purpose: an earlier failure of the row is resolved.
+            done = itertools.chain(
+                (
+                    r
+                    for r, _e in read.fold.keys(decl.aggregate)
+                    if (decl.name, r) not in failed_keys
+                ),
+                (r for r, _e in read.fold.keys(decl.aggregate, deleted=True)),
+            )
+            while piece := list(itertools.islice(done, _KEY_CHUNK)):
+                tracking.record_failures(conn, day, run_id, [], {decl.name: piece})
         tracking.record_processing(conn, outcomes)
         tracking.record_sync(conn, options.consumer_group, read.positions)
         tracking.log(

@@ -1,21 +1,23 @@
-"""Optional multi-tenancy of the search-service: one Weaviate tenant per customer.
+"""Optional multi-tenancy of the search collections: one Weaviate tenant per tenant key.
 
-With STRANGLER_WEAVIATE_MULTI_TENANCY on, `Document` and `OcrPage` are created multi-tenant and
-each object lives in the tenant of its customer (`customer-<id>`); `Customer` stays
-single-tenant so customers remain searchable in one query. Readers do not consult the setting:
-they ask the live collection (`scopes`), so a collection keeps being read the way it was built
-even when the setting and the index disagree (that disagreement is reported as schema drift).
+With STRANGLER_WEAVIATE_MULTI_TENANCY on, a collection whose `search.tenant` names a field
+(or `{parent: X}`) is created multi-tenant and each object lives in the tenant its row names:
+the field's value, or the tenant of its parent row's object (resolved through the parent's
+state, recursively, from the day's events or the event store). A collection without a tenant
+key stays single-tenant, searchable in one query. Readers do not consult the setting: they ask
+the live collection (`scopes`), so a collection keeps being read the way it was built even when
+the setting and the index disagree (that disagreement is reported as schema drift).
 
 Weaviate 1.39 stores references from a multi-tenant collection to a single-tenant one, and
 filters on them, but cannot resolve them in a tenant query (weaviate/weaviate#7281): code that
-needs `Document.customer` reads it through a filter or through `customer_id`, never through
-`return_references`.
+needs such a reference reads it through a filter or through the foreign key property, never
+through `return_references`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -24,41 +26,32 @@ import weaviate
 from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.classes.tenants import Tenant
 
-from strangler.search.objects import SearchObject
-
-TENANT_PREFIX = "customer-"
-_TENANT = re.compile(r"^customer-(0|[1-9][0-9]{0,30})$")
+_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CREATE_CHUNK = 100
 
 
-def tenant_name(customer_id: Any) -> str:
-    """`customer-<id>` for a non-negative integer id (an int or its decimal string).
+def tenant_name(value: Any) -> str:
+    """The tenant a tenant key's value names: an integer's decimal digits, or a text of
+    letters, digits, `_` and `-` (at most 64, Weaviate's rule for tenant names).
 
     Anything else is refused rather than coerced: a tenant name is an identifier, and two
-    spellings of one customer must never become two tenants.
+    spellings of one key must never become two tenants.
     """
-    if isinstance(customer_id, bool):
-        raise ValueError(f"invalid customer id {customer_id!r}: a boolean")
-    if isinstance(customer_id, int):
-        value = customer_id
-    elif isinstance(customer_id, str) and re.fullmatch(r"0|[1-9][0-9]*", customer_id):
-        value = int(customer_id)
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"invalid tenant key {value!r}: not an integer or a name")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int):
+        name = str(value)
+    elif isinstance(value, str):
+        name = value
     else:
-        raise ValueError(f"invalid customer id {customer_id!r}: not a non-negative integer")
-    if value < 0:
-        raise ValueError(f"invalid customer id {customer_id!r}: negative")
-    name = f"{TENANT_PREFIX}{value}"
+        raise ValueError(f"invalid tenant key {value!r}: not an integer or a name")
     if not _TENANT.match(name):
-        raise ValueError(f"invalid customer id {customer_id!r}: too long for a tenant name")
+        raise ValueError(
+            f"invalid tenant key {value!r}: a tenant name is 1-64 letters, digits, _ or -"
+        )
     return name
-
-
-def customer_of_tenant(tenant: str) -> int:
-    """The customer id a tenant name stands for (the inverse of `tenant_name`)."""
-    match = _TENANT.match(tenant)
-    if match is None:
-        raise ValueError(f"{tenant!r} is not a customer tenant")
-    return int(match.group(1))
 
 
 def is_multi_tenant(collection: Any) -> bool:
@@ -126,48 +119,10 @@ def _distance(obj: Any) -> float:
 
 @dataclass
 class Placement:
-    """Where each object of a multi-tenant collection goes: aggregate id -> tenant, or why not."""
+    """Where each object of a multi-tenant collection goes: row id -> tenant, or why not."""
 
     tenants: dict[str, str] = field(default_factory=dict)
     unresolved: dict[str, str] = field(default_factory=dict)
-
-
-def place(
-    aggregate_type: str,
-    objs: Iterable[SearchObject],
-    document_customers: Mapping[str, Any],
-    day: str,
-) -> Placement:
-    """Each object's tenant from its customer: a customer's own id, a document's `customer_id`,
-    a page's document's customer (`document_customers`: document id -> customer id, from the
-    day's documents and the event store)."""
-    out = Placement()
-    for o in objs:
-        reason: str | None = None
-        customer: Any = None
-        if aggregate_type in ("Customer", "Document"):
-            customer = o.properties.get("customer_id")
-            if customer is None:
-                reason = f"{aggregate_type} {o.aggregate_id} has no customer_id"
-        else:
-            document = o.properties.get("document_id")
-            if document is None:
-                reason = f"page {o.aggregate_id} has no document_id"
-            elif document_customers.get(str(document)) is None:
-                reason = (
-                    f"customer of page {o.aggregate_id} unknown: document {document} has no"
-                    f" DocumentUploaded with a customer_id on {day} nor in the event store"
-                )
-            else:
-                customer = document_customers[str(document)]
-        if reason is None:
-            try:
-                out.tenants[o.aggregate_id] = tenant_name(customer)
-                continue
-            except ValueError as exc:
-                reason = f"{aggregate_type} {o.aggregate_id}: {exc}"
-        out.unresolved[o.aggregate_id] = f"{reason}: no tenant to put it in"
-    return out
 
 
 def present(

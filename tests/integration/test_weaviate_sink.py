@@ -1,7 +1,9 @@
-"""The search sink against real Weaviate, Kafka, Postgres and the real model.
+"""The search sink on the sample's spec against real Weaviate, Kafka, Postgres and the model.
 
 Each test publishes its own day of contract envelopes (transactional producer, unique topics)
-and records the offset ranges as the relay would, then materializes the Weaviate assets.
+and records the offset ranges as the relay would, then materializes the Weaviate assets built
+from the sample spec (`build_weaviate_assets`). The shop's spec runs end to end in
+test_weaviate_shop.py.
 """
 
 from __future__ import annotations
@@ -21,13 +23,9 @@ import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 
-from strangler.assets.weaviate_collections import (
-    weaviate_assets,
-    weaviate_checks,
-    weaviate_key,
-)
+from strangler.assets.weaviate_collections import build_weaviate_assets, weaviate_key
 from strangler.db.migrations import migrate
-from strangler.migration.events import TOPICS
+from strangler.migration.drift import baseline_table, read_live, record_columns
 from strangler.migration.kafka_records import envelope, headers
 from strangler.resources.embeddings import EmbedderResource
 from strangler.resources.kafka import KafkaResource
@@ -36,8 +34,12 @@ from strangler.resources.weaviate import WeaviateResource
 from strangler.search.objects import object_uuid
 from strangler.search.schema import CollectionNames, drop
 from strangler.search.tracking import MIGRATION
+from strangler.spec import EstateSpec, current_spec
 
 DAY = (date.today() - timedelta(days=3)).isoformat()
+SPEC = current_spec()
+weaviate_assets, weaviate_checks = build_weaviate_assets(SPEC)
+TOPICS = {a.name: SPEC.topic_of(a.name) for a in SPEC.searchable}
 
 DOCS: dict[int, tuple[str, str]] = {
     1: ("Invoice INV-2024-001 from Acme Supplies", "invoice"),
@@ -217,6 +219,7 @@ def weaviate_env(
 ) -> Iterator[tuple[Day, dict[str, Any], dict[str, Any], CollectionNames]]:
     """Collections and topics of their own, the resources and the run config of the assets."""
     migrate(postgres_url)
+    record_baseline(postgres_url, SPEC)
     test_kafka = KafkaResource(
         bootstrap_servers=kafka.bootstrap_servers, topic_prefix=f"t{unique}."
     )
@@ -239,7 +242,7 @@ def weaviate_env(
         yield Day(test_kafka, postgres_url, unique), resources, run_config, names
     finally:
         with weaviate_resource.client() as client:
-            drop(client, names)
+            drop(client, names, SPEC)
         test_kafka.admin().delete_topics([test_kafka.topic(t) for t in TOPICS.values()])
 
 
@@ -253,6 +256,15 @@ def env(
 ) -> Iterator[tuple[Day, dict[str, Any], dict[str, Any], CollectionNames]]:
     with weaviate_env(postgres_url, kafka, weaviate_resource, embedder, unique) as built:
         yield built
+
+
+def record_baseline(url: str, spec: EstateSpec) -> None:
+    """The column types the first event-store migration would record (the sample's monolith
+    schema lives in the estate's database); the collections are typed from them."""
+    with psycopg.connect(url) as conn:
+        for aggregate in spec.searchable:
+            record_columns(conn, baseline_table(aggregate), read_live(conn, aggregate).types)
+        conn.commit()
 
 
 def materialize_day(
@@ -315,7 +327,7 @@ def test_rerun_converges_and_deletes_and_records_rejections(
         row = conn.execute(
             "SELECT rule, reason, partition_key FROM migration_state.failed_entities"
             " WHERE migration = %s AND source_table = %s AND source_key = '99'",
-            (MIGRATION, names.ocr_page),
+            (MIGRATION, names.of("OcrPage")),
         ).fetchone()
         assert row is not None and row[0] == "weaviate_rejected" and row[2] == DAY
         assert "page_number" in row[1], row[1]
@@ -338,23 +350,31 @@ def test_rerun_converges_and_deletes_and_records_rejections(
     assert _meta(second, "OcrPage")["deleted_stale"] == 0
     assert _snapshot(weaviate_resource, names) == snap1
 
-    # The source drops document 6 and its page: both disappear on the next run.
+    # The day's events no longer hold document 6 and its page, and document 5 gets a delete
+    # event: all three disappear on the next run, and every check still passes (page 15's
+    # reference to the deleted document is explained by its delete event).
     docs = {k: v for k, v in DOCS.items() if k != 6}
     pages = {k: v for k, v in PAGES.items() if k != 16}
-    day.publish(day.events(docs, pages, bad_page=False))
-    third = materialize_day(resources, run_config, with_checks=False)
+    at = datetime.fromisoformat(DAY).replace(hour=10, tzinfo=UTC)
+    deleted = _event("Document", 5, 3, "DocumentDeleted", at, {"document_id": 5})
+    day.publish([*day.events(docs, pages, bad_page=False), deleted])
+    third = materialize_day(resources, run_config)
     assert third.success
-    assert _meta(third, "Document")["deleted_stale"] == 1
+    assert _meta(third, "Document")["deleted_stale"] == 2
+    assert _meta(third, "Document")["objects"] == len(docs) - 1
     assert _meta(third, "OcrPage")["deleted_stale"] == 1
+    checks = third.get_asset_check_evaluations()
+    assert all(c.passed for c in checks), [c.metadata for c in checks]
     snap3 = _snapshot(weaviate_resource, names)
     assert str(object_uuid("Document", 6)) not in snap3
+    assert str(object_uuid("Document", 5)) not in snap3
     assert str(object_uuid("OcrPage", 16)) not in snap3
-    assert len(snap3) == 1 + len(docs) + len(pages)
+    assert len(snap3) == 1 + len(docs) - 1 + len(pages)
     with psycopg.connect(day.postgres_url) as conn:
         resolved = conn.execute(
             "SELECT resolved_at IS NOT NULL FROM migration_state.failed_entities"
             " WHERE migration = %s AND source_table = %s AND source_key = '99'",
-            (MIGRATION, names.ocr_page),
+            (MIGRATION, names.of("OcrPage")),
         ).fetchone()
     # Page 99 is gone from the source now: its failure stays open until it loads (it never will).
     assert resolved == (False,)
@@ -370,7 +390,7 @@ def test_references_resolve_both_ways(
     day.publish(day.events(DOCS, PAGES, bad_page=False))
     assert materialize_day(resources, run_config, with_checks=False).success
     with weaviate_resource.client() as client:
-        pages = client.collections.get(names.ocr_page)
+        pages = client.collections.get(names.of("OcrPage"))
         page = pages.query.fetch_object_by_id(
             object_uuid("OcrPage", 12),
             return_references=QueryReference(
@@ -389,7 +409,7 @@ def test_references_resolve_both_ways(
         ).objects
         assert [o.uuid for o in back] == [object_uuid("OcrPage", 12)]
         docs = (
-            client.collections.get(names.document)
+            client.collections.get(names.of("Document"))
             .query.fetch_objects(
                 filters=Filter.by_ref("customer").by_property("customer_id").equal(7), limit=100
             )

@@ -17,6 +17,30 @@ SCHEMA_SQL = HERE / "schema.sql"
 SPEC = HERE / "strangler.yaml"
 COUNTRIES = [("NL", "Netherlands", "21.00"), ("DE", "Germany", "19.00"), ("FR", "France", "20.00")]
 NAMESPACE = uuid.UUID("0b0e7a52-6f4e-4d2b-9a55-5f0c2f3d1e01")
+NOTES = {
+    "placed": (
+        "Order placed, waiting for the customer's payment",
+        "New order received through the web shop",
+        "Basket checked out, payment still pending",
+    ),
+    "paid": (
+        "Payment received by credit card",
+        "Customer paid by bank transfer, ready to pack",
+        "Invoice settled, order paid in full",
+    ),
+    "shipped": (
+        "Parcel handed to the courier for delivery",
+        "Shipped with a tracking number, arrives in two days",
+        "Package dispatched from the warehouse",
+    ),
+    "cancelled": (
+        "Customer cancelled the order and asked for a refund",
+        "Order cancelled: item out of stock, money returned",
+        "Buyer changed their mind and withdrew the purchase",
+    ),
+}
+"""The order's note by status (free text for the search collections; no random draw, so the
+generator's other values stay what they were)."""
 
 
 @dataclass
@@ -115,8 +139,17 @@ def seed_shop(
                     dirt.add("orders", order_key, "future_timestamp", "shipped_at")
                 conn.execute(
                     "INSERT INTO shop.orders (account_id, order_no, placed_at, status, total,"
-                    " shipped_at, tags) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                    (account, order_no, placed, status, total, shipped, ["web", f"n{n}"]),
+                    " shipped_at, tags, note) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        account,
+                        order_no,
+                        placed,
+                        status,
+                        total,
+                        shipped,
+                        ["web", f"n{n}"],
+                        NOTES[status][(n + order_no) % 3],
+                    ),
                 )
                 for line_no in range(1, 1 + rng.randint(1, 4)):
                     quantity: int | None = rng.randint(1, 5)

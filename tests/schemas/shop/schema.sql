@@ -5,7 +5,8 @@
 -- (order_lines -> orders), reference data without any time column (countries), a soft-delete
 -- column (accounts.deleted_at), money as numeric(12,2), jsonb (and JSON kept in text), enums,
 -- an updated_at column
--- under another name (modified_at), and tables with no updated_at at all.
+-- under another name (modified_at), tables with no updated_at at all, and free text (orders.note,
+-- what the search collections embed).
 
 CREATE SCHEMA shop;
 
@@ -40,6 +41,7 @@ CREATE TABLE shop.orders (
     currency    char(3) NOT NULL DEFAULT 'EUR',
     shipped_at  timestamptz,
     tags        text[] NOT NULL DEFAULT '{}',
+    note        text,
     PRIMARY KEY (account_id, order_no)
 );
 
