@@ -14,7 +14,7 @@ from strangler.assets.clickhouse_tables import clickhouse_assets
 from strangler.assets.event_store import build_event_store_assets
 from strangler.assets.kafka_topics import build_kafka_assets
 from strangler.assets.monolith import build_monolith_sources
-from strangler.assets.weaviate_collections import weaviate_assets, weaviate_checks
+from strangler.assets.weaviate_collections import build_weaviate_assets
 from strangler.checks.consistency import check_sensors, consistency_checks
 from strangler.checks.freshness import freshness_checks
 from strangler.checks.partition_live import partition_live
@@ -38,6 +38,7 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
 
 def build_definitions(spec: EstateSpec, settings: Settings) -> dg.Definitions:
     """Every asset, check, sensor and job of the estate the spec describes, with its resources."""
+    weaviate_assets, weaviate_checks = build_weaviate_assets(spec)
     return dg.Definitions(
         assets=[
             *build_monolith_sources(spec),
