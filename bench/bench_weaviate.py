@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import resource
 import tempfile
 import threading
@@ -30,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.common import page_texts
 from strangler.migration.kafka_records import EventRecord
 from strangler.resources.embeddings import EmbedderResource
 from strangler.resources.weaviate import WeaviateResource
-from strangler.sample import vocabulary
 from strangler.search.embedding_cache import CachedEncoder, EmbeddingCache
 from strangler.search.objects import DayFold
 from strangler.search.schema import CollectionNames, drop, ensure_schema
@@ -41,20 +40,6 @@ from strangler.search.sink import DayRead, SinkOptions, load_day
 from strangler.settings import get_settings
 
 DAY = "2025-01-02"
-
-
-def page_texts(n: int, seed: int = 7) -> list[str]:
-    rng = random.Random(seed)
-    categories = sorted(vocabulary.CATEGORIES)
-    texts = []
-    for i in range(n):
-        category = rng.choice(categories)
-        texts.append(
-            vocabulary.page_text(
-                rng, category, 1 + i % 3, vocabulary.document_context(rng, category)
-            )
-        )
-    return texts
 
 
 def page_records(texts: Iterable[str], salt: str = "bench") -> Iterator[EventRecord]:

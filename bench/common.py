@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -9,6 +10,7 @@ from datetime import date
 import psycopg
 
 from strangler.db.scratch import scratch_database
+from strangler.sample import vocabulary
 from strangler.sample.seed import seed
 from strangler.settings import get_settings
 
@@ -31,3 +33,18 @@ def seeded_day(rows: int, *, dirty_rate: float = 0.01) -> Iterator[str]:
             )
             conn.commit()
         yield url
+
+
+def page_texts(n: int, seed: int = 7) -> list[str]:
+    """The first n OCR page texts of the sample (about 84 words each), always the same ones."""
+    rng = random.Random(seed)
+    categories = sorted(vocabulary.CATEGORIES)
+    texts = []
+    for i in range(n):
+        category = rng.choice(categories)
+        texts.append(
+            vocabulary.page_text(
+                rng, category, 1 + i % 3, vocabulary.document_context(rng, category)
+            )
+        )
+    return texts

@@ -129,9 +129,9 @@ class Settings(BaseSettings):
         default="auto", description="Torch device."
     )
     embedding_batch_size: int = Field(default=64, description="Texts per encode call.")
-    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
-        default="torch",
-        description="torch (reference), onnx (same vectors, ~1.6x), onnx-int8 (~2.2-3.3x, cosine vs fp32 mean 0.996, min 0.984).",
+    embedding_backend: Literal["torch", "onnx", "onnx-int8", "openvino", "openvino-bf16"] = Field(
+        default="openvino-bf16",
+        description="openvino-bf16 (fastest with cosine >= 0.999 vs fp32 torch on every sample page), torch (reference), onnx, openvino (fp32), onnx-int8 (min cosine 0.984): see python -m bench.bench_embeddings.",
     )
     embedding_cache_dir: Path | None = Field(
         default=None,

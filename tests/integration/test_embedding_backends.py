@@ -1,8 +1,9 @@
-"""The ONNX embedding backends against the PyTorch reference, with the real model.
+"""The exported embedding backends against the PyTorch reference, with the real model.
 
-`onnx` must be the same function as torch (only float rounding apart), `onnx-int8` close enough
-for search; both export once per cache directory, and the embedding cache must never hand one
-backend's vectors to another.
+The default backend (and every backend allowed to be the default) must match fp32 torch with a
+cosine >= 0.999 on every sample page; `onnx` must be the same function as torch (only float
+rounding apart), `onnx-int8` close enough for search; exports are built once per cache
+directory, and the embedding cache must never hand one backend's vectors to another.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ import numpy as np
 import onnx
 import pytest
 
-from bench.bench_weaviate import page_texts
+from bench.common import page_texts
 from strangler.assets.weaviate_collections import cached_encoder
-from strangler.resources.embeddings import EmbedderResource, ffn_output_matmuls
+from strangler.resources.embeddings import DEFAULT_BACKEND, EmbedderResource, ffn_output_matmuls
+from strangler.settings import Settings
 
 TEXTS = page_texts(200)
 
@@ -40,6 +42,31 @@ def _check_shape(embedder: EmbedderResource, vectors: np.ndarray) -> None:
     assert vectors.dtype == np.float32
     assert vectors.shape == (len(TEXTS), embedder.dimension) == (len(TEXTS), 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_default_backend_matches_fp32_torch_on_every_sample_page(
+    cache_dir: Path, reference: np.ndarray
+) -> None:
+    assert Settings().embedding_backend == DEFAULT_BACKEND == EmbedderResource().backend
+    embedder = EmbedderResource(cache_dir=str(cache_dir))
+    vectors = embedder.encode(TEXTS)
+    _check_shape(embedder, vectors)
+    cosines = np.sum(vectors * reference, axis=1)
+    assert cosines.min() >= 0.999, (DEFAULT_BACKEND, cosines.min())
+
+
+@pytest.mark.parametrize("backend", ["openvino", "openvino-bf16"])
+def test_openvino_matches_torch_and_compiles_once(
+    backend: str, cache_dir: Path, reference: np.ndarray
+) -> None:
+    vectors = EmbedderResource(backend=backend, cache_dir=str(cache_dir)).encode(TEXTS)
+    cosines = np.sum(vectors * reference, axis=1)
+    assert cosines.min() >= (0.9999 if backend == "openvino" else 0.999), cosines.min()
+    # The ONNX export is shared with the onnx backends; OpenVINO keeps its compiled blobs.
+    assert (cache_dir / "openvino").is_dir() and any((cache_dir / "openvino").iterdir())
+    assert {p.name for p in (cache_dir / "onnx").glob("*/*.onnx")} >= {"model.onnx"}
+    again = EmbedderResource(backend=backend, cache_dir=str(cache_dir)).encode(TEXTS[:8])
+    assert np.allclose(again, vectors[:8], atol=1e-3 if backend.endswith("bf16") else 1e-5)
 
 
 def test_onnx_matches_torch_and_export_is_reused(cache_dir: Path, reference: np.ndarray) -> None:
