@@ -24,11 +24,11 @@ import psycopg
 from strangler.analytics.ddl import DdlOptions, drop_database_sql
 from strangler.analytics.sink import SinkOptions, load_day
 from strangler.analytics.swap import partition_id
-from strangler.analytics.synthetic import create_topics, day_events, publish_day, record_ranges
 from strangler.db.scratch import scratch_database
 from strangler.migration.events import TOPICS
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.kafka import KafkaResource
+from strangler.sample.synthetic import create_topics, day_events, publish_day, record_ranges
 from strangler.settings import get_settings
 
 DAY = date(2026, 2, 2)

@@ -1,12 +1,18 @@
-"""The analytics-service: load one day of events into ClickHouse, exactly and atomically.
+"""The analytics-service: load one partition of events into ClickHouse, exactly and atomically.
 
-Reads day D by the offset ranges the outbox relay recorded (read_committed), or from the event
-store when no ranges were recorded or retention already removed them; flattens the events
-into staging twins in bounded batches (Arrow inserts, flat memory); swaps D into every table
-(swap.DaySwap); then commits the consumer group's offsets and records its bookkeeping.
+Reads partition P by the offset ranges the outbox relay recorded (read_committed), or from the
+event store when no ranges were recorded or retention already removed them. Python does no
+per-event work: Kafka is consumed in large batches and the raw record values (with their
+Kafka coordinates) go to ClickHouse as Arrow columns, into P's landing twin; ClickHouse then
+extracts the typed columns, keeps P's records once each, rebuilds the current-state, derived
+and view tables and swaps P into every table (swap.PartitionSwap). Then the consumer group's
+offsets are committed and the bookkeeping recorded (set-based, tracking.ServiceTracker).
 
-The ClickHouse client is opened per unit of work (a batch insert, the swap): with the embedded
-engine each open holds the cross-process lock, and other processes need their turn.
+One ClickHouse client serves the whole load (with the embedded engine each open costs a
+fraction of a second and holds the cross-process lock; other processes wait their turn).
+Guarantees: P's tables change only in the swap (atomic per table), a re-run gives the same
+rows (event ids deduplicated, no ingestion time), read_committed readers see no aborted
+records, and a killed run leaves twins that the next run of P drops first.
 """
 
 from __future__ import annotations
@@ -20,25 +26,32 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Literal
 
 import psycopg
+import pyarrow as pa
 from confluent_kafka import Consumer, TopicPartition
 
-from strangler.analytics.ddl import DdlOptions, Schema, apply_schema, default_schema
-from strangler.analytics.flatten import EventColumns
-from strangler.analytics.swap import DaySwap, PartitionStorage, SwapStats, partition_storage
+from strangler.analytics.ddl import DdlOptions, Schema, apply_schema, build_schema
+from strangler.analytics.swap import (
+    EVENTS_TABLE,
+    LANDING_SCHEMA,
+    PartitionStorage,
+    PartitionSwap,
+    SwapStats,
+    partition_key_of,
+    partition_storage,
+)
 from strangler.analytics.tracking import ServiceTracker
-from strangler.migration.day_events import read_day_from_store
-from strangler.migration.events import TOPICS
+from strangler.migration import drift
 from strangler.migration.kafka_records import (
-    EventRecord,
     OffsetRange,
     OffsetsGone,
     load_offset_ranges,
-    read_ranges,
+    watermarks,
 )
+from strangler.spec import current_spec
+from strangler.spec.models import EstateSpec
 
 SERVICE = "analytics-service"
 CONSUMER_GROUP = "analytics-service"
-AGGREGATE_TYPES: tuple[str, ...] = tuple(TOPICS)
 
 Source = Literal["kafka", "event_store"]
 ClientFactory = Callable[[], AbstractContextManager[Any]]
@@ -60,11 +73,12 @@ class SinkOptions:
     service: str = SERVICE
     code_version: str = "1"
     insert_batch_rows: int = 100_000
-    """Rows per ClickHouse insert (and per bookkeeping batch); bounds memory."""
-    read_batch: int = 5_000
+    """Records per ClickHouse insert (and per bookkeeping line); bounds memory."""
+    read_batch: int = 50_000
+    """Records asked of the Kafka consumer per call."""
     idle_timeout_s: float = 30.0
     track_events: bool = True
-    """Write one service_processing row per event (costly at millions of events a day)."""
+    """Write one service_processing row per event (one set-based upsert per partition)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,59 +96,176 @@ class DayResult:
     duration_s: float
     read_s: float
     swap_s: float
+    rebuilt: tuple[str, ...] = ()
+    """Schema objects created or rebuilt before the load (new or changed DDL)."""
 
     @property
     def rows(self) -> int:
-        return self.swap.rows.get("events", 0)
+        return self.swap.rows.get(EVENTS_TABLE, 0)
 
     @property
     def rate(self) -> float:
         return self.rows / self.duration_s if self.duration_s > 0 else 0.0
 
 
-def _record_batches(
-    consumer: Consumer | None,
+PartitionResult = DayResult
+
+
+def column_types(conn: psycopg.Connection[Any], spec: EstateSpec) -> dict[str, dict[str, str]]:
+    """`schema.table` -> column -> Postgres type, from the event store's drift baseline."""
+    return {
+        a.source.qualified: drift.recorded_columns(conn, drift.baseline_table(a))
+        for a in spec.aggregates
+    }
+
+
+def estate_schema(conn: psycopg.Connection[Any], spec: EstateSpec) -> Schema:
+    """The analytics schema of the estate, current-state columns typed by the baseline."""
+    return build_schema(spec, column_types(conn, spec))
+
+
+def _kafka_batches(
+    consumer: Consumer,
     ranges: Sequence[OffsetRange],
-    store_conninfo: str,
     key: str,
-    options: SinkOptions,
-    source: Source,
-) -> Iterator[list[EventRecord]]:
-    if source == "kafka":
-        assert consumer is not None
-        yield from read_ranges(
-            consumer,
-            ranges,
-            key,
-            batch_size=options.read_batch,
-            idle_timeout_s=options.idle_timeout_s,
-        )
+    *,
+    batch_rows: int,
+    read_batch: int,
+    idle_timeout_s: float,
+    poll_timeout_s: float = 1.0,
+) -> Iterator[pa.Table]:
+    """Raw records of the ranges as Arrow tables of LANDING_SCHEMA, as a read_committed reader.
+
+    Transaction markers occupy offsets too, so a range is finished when the consumer's
+    position reaches its end, not when a record with offset end-1 arrives. Raises OffsetsGone
+    if retention already deleted the start of a range.
+    """
+    pending = {(r.topic, r.kafka_partition): r for r in ranges if r.end_offset > r.start_offset}
+    if not pending:
         return
-    # A connection of its own: the named cursor needs an open transaction for the whole read.
-    with psycopg.connect(store_conninfo) as conn:
-        yield from read_day_from_store(conn, key, AGGREGATE_TYPES, batch_size=options.read_batch)
+    for r in pending.values():
+        low, _high = watermarks(consumer, r.topic, r.kafka_partition)
+        if low > r.start_offset:
+            raise OffsetsGone(
+                f"{r.topic}[{r.kafka_partition}] starts at offset {low}, after the recorded start "
+                f"{r.start_offset} of {key}: retention removed part of the partition"
+            )
+    ends = {k: r.end_offset for k, r in pending.items()}
+    consumer.assign([TopicPartition(t, p, r.start_offset) for (t, p), r in pending.items()])
+    values: list[bytes] = []
+    topics: list[str] = []
+    partitions: list[int] = []
+    offsets: list[int] = []
+
+    def take() -> pa.Table:
+        table = pa.Table.from_arrays(
+            [
+                pa.array(values, pa.binary()),
+                pa.array(topics, pa.string()),
+                pa.array(partitions, pa.int32()),
+                pa.array(offsets, pa.int64()),
+            ],
+            schema=LANDING_SCHEMA,
+        )
+        values.clear()
+        topics.clear()
+        partitions.clear()
+        offsets.clear()
+        return table
+
+    idle = 0.0
+    try:
+        while pending:
+            messages = consumer.consume(num_messages=read_batch, timeout=poll_timeout_s)
+            idle = 0.0 if messages else idle + poll_timeout_s
+            if idle >= idle_timeout_s:
+                raise TimeoutError(
+                    f"no records for {idle_timeout_s}s; still waiting on {sorted(pending)}"
+                )
+            for msg in messages:
+                if msg.error() is not None:
+                    raise RuntimeError(f"Kafka error while reading {key}: {msg.error()}")
+                topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+                end = ends.get((topic, partition))  # type: ignore[arg-type]
+                if end is None or offset is None or offset >= end:
+                    continue
+                value = msg.value()
+                if value is None:
+                    continue
+                values.append(value)
+                topics.append(topic)  # type: ignore[arg-type]
+                partitions.append(partition)  # type: ignore[arg-type]
+                offsets.append(offset)
+            done = [
+                tp
+                for tp in consumer.position(
+                    [TopicPartition(r.topic, r.kafka_partition) for r in pending.values()]
+                )
+                if tp.offset >= ends[(tp.topic, tp.partition)]
+            ]
+            if done:
+                consumer.pause(done)
+                for tp in done:
+                    del pending[(tp.topic, tp.partition)]
+            if len(values) >= batch_rows:
+                yield take()
+        if values:
+            yield take()
+    finally:
+        consumer.unassign()
 
 
-def load_day(
-    day: date,
+_STORE_QUERY = """
+SELECT (o.payload || jsonb_build_object('partition_day', o.partition_key))::text, o.topic
+FROM eventstore.outbox o
+WHERE o.partition_key = %s AND o.payload ->> 'aggregate_type' = ANY(%s)
+ORDER BY o.position
+"""
+
+
+def _store_batches(
+    conninfo: str, key: str, stream_types: Sequence[str], batch_rows: int
+) -> Iterator[pa.Table]:
+    """P's events from the event store's outbox, as the relay would have published them."""
+    with psycopg.connect(conninfo) as conn, conn.cursor(name="analytics_partition") as cur:
+        cur.itersize = batch_rows
+        cur.execute(_STORE_QUERY, (key, list(stream_types)))
+        while rows := cur.fetchmany(batch_rows):
+            n = len(rows)
+            yield pa.Table.from_arrays(
+                [
+                    pa.array([r[0].encode() for r in rows], pa.binary()),
+                    pa.array([r[1] for r in rows], pa.string()),
+                    pa.array([-1] * n, pa.int32()),
+                    pa.array([-1] * n, pa.int64()),
+                ],
+                schema=LANDING_SCHEMA,
+            )
+
+
+def load_partition(
+    partition_key: str | date,
     *,
     clickhouse: ClientFactory,
     postgres_conninfo: str,
     consumer_factory: ConsumerFactory,
     topic_prefix: str = "",
     options: SinkOptions | None = None,
+    spec: EstateSpec | None = None,
     schema: Schema | None = None,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> DayResult:
-    """Replace day D in every analytics table; see the module docstring."""
+    """Replace partition P in every analytics table; see the module docstring."""
     options = options or SinkOptions()
-    schema = schema or default_schema()
-    key = day.isoformat()
+    spec = spec or current_spec()
+    key = partition_key_of(partition_key)
     started = time.monotonic()
-    topics = [f"{topic_prefix}{t}" for t in TOPICS.values()]
-    swap = DaySwap(day, options.ddl, schema)
+    stream_types = list(spec.topics)
+    topics = [f"{topic_prefix}{t}" for t in spec.topics.values()]
 
     with psycopg.connect(postgres_conninfo, autocommit=True) as pg:
+        schema = schema or estate_schema(pg, spec)
+        swap = PartitionSwap(key, options.ddl, schema)
         tracker = ServiceTracker(
             pg,
             options.service,
@@ -143,84 +274,88 @@ def load_day(
         )
         tracker.health("healthy", {"phase": "starting", "partition_key": key})
         try:
-            ranges = load_offset_ranges(pg, key, topics)
-            source: Source = (
-                "kafka" if any(r.end_offset > r.start_offset for r in ranges) else "event_store"
-            )
-            fallback_reason = None if source == "kafka" else "no offset ranges recorded for the day"
-            consumer = consumer_factory(options.consumer_group)
-            try:
-                with clickhouse() as client:
-                    apply_schema(client, options.ddl, schema)
-                    swap.prepare(client)
-                try:
-                    read = _stage(
-                        swap,
-                        clickhouse,
-                        consumer,
-                        ranges,
-                        postgres_conninfo,
-                        key,
-                        options,
-                        source,
-                        tracker,
-                        log,
-                    )
-                except OffsetsGone as exc:
-                    fallback_reason = str(exc)
-                    log(f"{key}: {exc}; reading the day from the event store instead")
-                    tracker.log(
-                        f"{key}: falling back to the event store", {"reason": str(exc)}, "warning"
-                    )
-                    source = "event_store"
-                    with clickhouse() as client:
-                        swap.prepare(client)
-                    read = _stage(
-                        swap,
-                        clickhouse,
-                        consumer,
-                        ranges,
-                        postgres_conninfo,
-                        key,
-                        options,
-                        source,
-                        tracker,
-                        log,
-                    )
-                read_done = time.monotonic()
-                with clickhouse() as client:
-                    stats = swap.finish(client)
-                    storage = partition_storage(client, options.ddl, day, schema.swapped_tables)
-                swap_s = time.monotonic() - read_done
-                committed = (
-                    _commit_offsets(consumer, options.consumer_group, ranges)
-                    if source == "kafka"
-                    else []
+            with clickhouse() as client:
+                ranges = load_offset_ranges(pg, key, topics)
+                source: Source = (
+                    "kafka" if any(r.end_offset > r.start_offset for r in ranges) else "event_store"
                 )
-            finally:
-                consumer.close()
+                fallback_reason = (
+                    None if source == "kafka" else "no offset ranges recorded for the partition"
+                )
+                rebuilt = tuple(apply_schema(client, options.ddl, schema))
+                swap.prepare(client)
+                consumer = consumer_factory(options.consumer_group)
+                try:
+
+                    def batches(source: Source) -> Iterator[pa.Table]:
+                        if source == "kafka":
+                            return _kafka_batches(
+                                consumer,
+                                ranges,
+                                key,
+                                batch_rows=options.insert_batch_rows,
+                                read_batch=options.read_batch,
+                                idle_timeout_s=options.idle_timeout_s,
+                            )
+                        return _store_batches(
+                            postgres_conninfo, key, stream_types, options.insert_batch_rows
+                        )
+
+                    try:
+                        landed = _land(swap, client, batches(source), tracker, key, source, log)
+                    except OffsetsGone as exc:
+                        fallback_reason = str(exc)
+                        log(f"{key}: {exc}; reading the partition from the event store instead")
+                        tracker.log(
+                            f"{key}: falling back to the event store",
+                            {"reason": str(exc), "partition_key": key},
+                            "warning",
+                        )
+                        source = "event_store"
+                        swap.prepare(client)
+                        landed = _land(swap, client, batches(source), tracker, key, source, log)
+                    read_done = time.monotonic()
+                    stats = swap.finish(client)
+                    storage = partition_storage(client, options.ddl, key, schema.swapped_tables)
+                    swap_s = time.monotonic() - read_done
+                    event_ids = (
+                        [
+                            str(v)
+                            for v in client.query_arrow(
+                                f"SELECT toString(event_id) FROM {options.ddl.table(EVENTS_TABLE)}"
+                                " WHERE partition_key = {key:String}",
+                                parameters={"key": key},
+                            )
+                            .column(0)
+                            .to_pylist()
+                        ]
+                        if options.track_events
+                        else []
+                    )
+                    committed = _commit_offsets(consumer, ranges) if source == "kafka" else []
+                finally:
+                    consumer.close()
         except BaseException as exc:
-            tracker.finish("failed", f"{type(exc).__name__}: {exc}"[:2000])
-            tracker.log(f"{key} failed", {"error": repr(exc)[:2000]}, "error")
+            tracker.log(f"{key} failed", {"error": repr(exc)[:2000], "partition_key": key}, "error")
             tracker.health("degraded", {"partition_key": key, "error": repr(exc)[:2000]})
             tracker.close()
-            # The twins may be half-filled; drop them so nothing stale lingers (D is untouched).
+            # The twins may be half-filled; drop them so nothing stale lingers (P is untouched).
             try:
                 with clickhouse() as client:
                     swap.discard(client)
             except Exception as cleanup:  # the original error matters more; say so and go on
                 log(f"{key}: could not drop staging tables: {cleanup!r}")
             raise
-        tracker.finish("succeeded")
+        tracker.succeeded(event_ids)
         tracker.sync_status(options.consumer_group, committed)
         duration = time.monotonic() - started
         result = DayResult(
             partition_key=key,
             source=source,
             fallback_reason=fallback_reason,
-            events_read=read[0],
-            skipped_other_day=read[1],
-            batches=read[2],
+            events_read=landed[0],
+            skipped_other_day=stats.other_partitions,
+            batches=landed[1],
             swap=stats,
             storage=storage,
             ranges=ranges,
@@ -228,10 +363,12 @@ def load_day(
             duration_s=duration,
             read_s=read_done - started,
             swap_s=swap_s,
+            rebuilt=rebuilt,
         )
         tracker.log(
             f"{key} swapped in",
             {
+                "partition_key": key,
                 "source": source,
                 "rows": stats.rows,
                 "duplicates_dropped": stats.duplicates_dropped,
@@ -247,65 +384,47 @@ def load_day(
         return result
 
 
-def _stage(
-    swap: DaySwap,
-    clickhouse: ClientFactory,
-    consumer: Consumer,
-    ranges: Sequence[OffsetRange],
-    store_conninfo: str,
-    key: str,
-    options: SinkOptions,
-    source: Source,
-    tracker: ServiceTracker,
-    log: Callable[[str], None],
-) -> tuple[int, int, int]:
-    """Flatten and insert D's records into the staging twin; (events, skipped, batches)."""
-    buffer = EventColumns()
-    events = skipped = batches = 0
-    batch_started = time.monotonic()
+load_day = load_partition
+"""The former name (a partition was always a day)."""
 
-    def flush() -> None:
-        nonlocal batches, batch_started
-        n = len(buffer)
-        ids = buffer.event_ids()
-        rows = buffer.take()
-        with clickhouse() as client:
-            swap.insert(client, rows)
-        batches += 1
+
+def _land(
+    swap: PartitionSwap,
+    client: Any,
+    batches: Iterator[pa.Table],
+    tracker: ServiceTracker,
+    key: str,
+    source: Source,
+    log: Callable[[str], None],
+) -> tuple[int, int]:
+    """Insert the raw batches into P's landing twin; (records, batches)."""
+    records = count = 0
+    batch_started = time.monotonic()
+    for table in batches:
+        swap.land(client, table)
+        count += 1
+        records += table.num_rows
         elapsed = time.monotonic() - batch_started
         tracker.batch(
-            ids,
             {
                 "partition_key": key,
                 "source": source,
-                "rows": n,
-                "arrow_bytes": rows.nbytes,
+                "records": table.num_rows,
+                "arrow_bytes": table.nbytes,
                 "duration_s": round(elapsed, 3),
-                "rows_per_s": round(n / elapsed, 1) if elapsed > 0 else None,
-            },
+                "records_per_s": round(table.num_rows / elapsed, 1) if elapsed > 0 else None,
+            }
         )
-        log(f"{key}: staged batch {batches} ({n} rows, {events} so far, from {source})")
+        log(f"{key}: landed batch {count} ({table.num_rows} records, {records} so far, {source})")
         batch_started = time.monotonic()
-
-    for records in _record_batches(consumer, ranges, store_conninfo, key, options, source):
-        for record in records:
-            if record.partition_day != key:
-                skipped += 1
-                continue
-            buffer.add(record)
-            events += 1
-        if len(buffer) >= options.insert_batch_rows:
-            flush()
-    if len(buffer):
-        flush()
-    return events, skipped, batches
+    return records, count
 
 
 def _commit_offsets(
-    consumer: Consumer, group: str, ranges: Sequence[OffsetRange]
+    consumer: Consumer, ranges: Sequence[OffsetRange]
 ) -> list[tuple[str, int, int, int]]:
-    """Move the group to the end of D's ranges (never backwards: a backfill of an old day must
-    not make the group look behind); returns (topic, partition, committed, end) for sync_status."""
+    """Move the group to the end of P's ranges (never backwards: a backfill of an old partition
+    must not make the group look behind); returns (topic, partition, committed, end)."""
     tps = [TopicPartition(r.topic, r.kafka_partition) for r in ranges]
     if not tps:
         return []

@@ -1,21 +1,27 @@
-"""Replace one day of every analytics table atomically: staging twins + REPLACE PARTITION.
+"""Replace one partition of every analytics table atomically: staging twins + REPLACE PARTITION.
 
-Day D is written into per-day staging twins (`<table>__stage_YYYYMMDD`), never into the live
-tables. When the staged events are complete, the derived tables and the materialized-view
-targets are rebuilt for D from the staged rows (partition operations do not fire views), each
-into its own twin, and each live table then takes D with one `ALTER TABLE ... REPLACE
-PARTITION ... FROM twin`: a metadata operation that readers see entirely before or entirely
-after. A staged table without rows for D drops D instead (newer ClickHouse refuses to replace
-from an empty source). Twins are per day, so different days load in parallel without touching
-each other; the same day loaded twice at once is not supported (the asset pool prevents it).
+Partition P (a day 'YYYY-MM-DD', 'reference', or any other partition key) lands first as raw
+Kafka record values in a landing twin (`events__land_<P>`): no decoding in Python. When every
+record is there, ClickHouse extracts the typed columns from the JSON envelopes, keeps P's
+records only and one row per event id (Kafka may hold an event twice), and writes them into the
+events twin (`events__stage_<P>`). The current-state tables, the derived tables and the
+materialized-view targets are then rebuilt for P from the staged events (partition operations
+do not fire views), each into its own twin, and each live table takes P with one `ALTER TABLE
+... REPLACE PARTITION ... FROM twin`: a metadata operation that readers see entirely before or
+entirely after. A staged table without rows for P drops P instead (ClickHouse refuses to
+replace from an empty source). Twins are per partition, so different partitions load in
+parallel without touching each other; the same partition loaded twice at once is not supported
+(the asset pool prevents it).
 
-The swaps of different tables are separate statements: for a few milliseconds
-analytics.events may hold the new D while an aggregate still holds the old one. Each table on
-its own is never half-written or doubled.
+The swaps of different tables are separate statements: for a few milliseconds `events` may
+hold the new P while a derived table still holds the old one. Each table on its own is never
+half-written or doubled.
 """
 
 from __future__ import annotations
 
+import re
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -32,6 +38,26 @@ from strangler.analytics.ddl import (
 )
 
 EVENTS_TABLE = "events"
+_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+
+LANDING_SCHEMA = pa.schema(
+    [
+        ("value", pa.binary()),
+        ("kafka_topic", pa.string()),
+        ("kafka_partition", pa.int32()),
+        ("kafka_offset", pa.int64()),
+    ]
+)
+"""What the sink hands ClickHouse per record: the raw value and where it was read."""
+
+_ENVELOPE = (
+    "Tuple(event_id Nullable(UUID), event_type String, schema_version UInt16,"
+    " aggregate_type String, aggregate_id String, aggregate_version UInt32,"
+    " occurred_at String, partition_day String, position Int64,"
+    " metadata Tuple(source_table String, source_id String))"
+)
+"""The record value's JSON envelope (strangler.migration.kafka_records), parsed once per row.
+`partition_day` carries the partition key (the relay sets it to the key, days or not)."""
 
 
 class SwapClient(Protocol):
@@ -45,28 +71,83 @@ class SwapClient(Protocol):
 @dataclass(frozen=True, slots=True)
 class SwapStats:
     rows: Mapping[str, int]
-    """Rows of D per table after the swap."""
+    """Rows of P per table after the swap."""
     duplicates_dropped: int
+    landed: int = 0
+    """Records landed (every record of the read ranges, P's and others')."""
+    other_partitions: int = 0
+    """Landed records of other partitions (a range may hold a late edit of another day)."""
 
 
-def partition_id(day: date) -> str:
-    """The partition id of a `PARTITION BY <Date>` key: YYYYMMDD, built from a date, never text."""
-    if not isinstance(day, date):
-        raise TypeError(f"expected a date, got {type(day).__name__}")
-    return day.strftime("%Y%m%d")
+def partition_key_of(key: str | date) -> str:
+    """A validated partition key (a date becomes its ISO day)."""
+    text = key.isoformat() if isinstance(key, date) else key
+    if not isinstance(text, str) or not _KEY.match(text):
+        raise ValueError(f"invalid partition key: {key!r}")
+    return text
 
 
-class DaySwap:
-    """Stage one day, then swap it into every table of the schema."""
+def _siphash128(data: bytes) -> tuple[int, int]:
+    """ClickHouse's (non-reference) SipHash-2-4 128, as its partition ids use it."""
+    mask = (1 << 64) - 1
 
-    def __init__(self, day: date, options: DdlOptions, schema: Schema | None = None) -> None:
-        self.day = day
+    def rotl(x: int, b: int) -> int:
+        return ((x << b) | (x >> (64 - b))) & mask
+
+    v = [0x736F6D6570736575, 0x646F72616E646F6D, 0x6C7967656E657261, 0x7465646279746573]
+
+    def rounds(n: int) -> None:
+        for _ in range(n):
+            v[0] = (v[0] + v[1]) & mask
+            v[1] = rotl(v[1], 13) ^ v[0]
+            v[0] = rotl(v[0], 32)
+            v[2] = (v[2] + v[3]) & mask
+            v[3] = rotl(v[3], 16) ^ v[2]
+            v[0] = (v[0] + v[3]) & mask
+            v[3] = rotl(v[3], 21) ^ v[0]
+            v[2] = (v[2] + v[1]) & mask
+            v[1] = rotl(v[1], 17) ^ v[2]
+            v[2] = rotl(v[2], 32)
+
+    full = len(data) // 8 * 8
+    words = [struct.unpack_from("<Q", data, i)[0] for i in range(0, full, 8)]
+    tail = data[full:] + b"\0" * (7 - (len(data) - full)) + bytes([len(data) & 0xFF])
+    words.append(struct.unpack("<Q", tail)[0])
+    for m in words:
+        v[3] ^= m
+        rounds(2)
+        v[0] ^= m
+    v[2] ^= 0xFF
+    rounds(4)
+    return v[0] ^ v[1], v[2] ^ v[3]
+
+
+def partition_id(key: str | date) -> str:
+    """ClickHouse's partition id of `PARTITION BY partition_key` (a String) for a key: the hex
+    of the SipHash of the value (what `partitionId(key)` returns; tested against the engine)."""
+    value = partition_key_of(key).encode()
+    low, high = _siphash128(bytes([16]) + struct.pack("<Q", len(value)) + value)
+    return struct.pack("<QQ", low, high).hex()
+
+
+def staging_suffix(key: str | date) -> str:
+    """`2026-01-02` -> `20260102`; other keys as they are (validated)."""
+    return partition_key_of(key).replace("-", "")
+
+
+class PartitionSwap:
+    """Land one partition's records, then swap the partition into every table of the schema."""
+
+    def __init__(self, key: str | date, options: DdlOptions, schema: Schema | None = None) -> None:
+        self.key = partition_key_of(key)
         self.options = options
         self.schema = schema or default_schema()
-        self.pid = partition_id(day)
+        self.pid = partition_id(self.key)
+        suffix = staging_suffix(self.key)
         self.staging: dict[str, str] = {
-            t: f"{t}__stage_{self.pid}" for t in self.schema.swapped_tables
+            t: f"{t}__stage_{suffix}" for t in self.schema.swapped_tables
         }
+        self.landing = f"{EVENTS_TABLE}__land_{suffix}"
         if EVENTS_TABLE not in self.schema.loaded_tables:
             raise ValueError("the schema has no loaded `events` table")
 
@@ -74,52 +155,60 @@ class DaySwap:
         return self.options.table(self.staging[table])
 
     def prepare(self, client: SwapClient) -> None:
-        """Fresh, empty twins (left-overs of a killed run of D are dropped first)."""
+        """Fresh, empty twins (left-overs of a killed run of P are dropped first)."""
         self.discard(client)
+        o = self.options
+        client.command(
+            f"CREATE TABLE {o.table(self.landing)}{o.on_cluster} (value String,"
+            " kafka_topic LowCardinality(String), kafka_partition Int32, kafka_offset Int64)"
+            f" ENGINE = {o.engine('MergeTree')} ORDER BY tuple()"
+        )
         for table, twin in self.staging.items():
             for stmt in staging_table_sql(self.schema, table, twin, self.options):
                 client.command(stmt)
 
-    def insert(self, client: SwapClient, rows: pa.Table, table: str = EVENTS_TABLE) -> None:
-        """Append a batch of D's rows to a loaded table's twin."""
-        if table not in self.schema.loaded_tables:
-            raise ValueError(f"{table} is derived; it is rebuilt during the swap")
-        client.insert_arrow(self._staged(table), rows)
+    def land(self, client: SwapClient, records: pa.Table) -> None:
+        """Append raw records (LANDING_SCHEMA) to the landing twin."""
+        client.insert_arrow(self.options.table(self.landing), records)
 
     def _count(self, client: SwapClient, table: str) -> int:
         result = client.query(
-            f"SELECT count() FROM {table} WHERE partition_day = {{day:Date}}",
-            parameters={"day": self.day},
+            f"SELECT count() FROM {table} WHERE partition_key = {{key:String}}",
+            parameters={"key": self.key},
         )
         return int(result.result_rows[0][0])
 
-    def _dedupe_events(self, client: SwapClient) -> int:
-        """Kafka may hold an event twice (a re-published day); keep one row per event id."""
-        staged = self._staged(EVENTS_TABLE)
-        total, unique = client.query(
-            f"SELECT count(), uniqExact(event_id) FROM {staged}"
+    def _stage_events(self, client: SwapClient) -> tuple[int, int, int]:
+        """Landed records -> typed events of P, one per event id; (landed, other, duplicates)."""
+        landing = self.options.table(self.landing)
+        landed, mine = client.query(
+            f"SELECT count(), countIf(JSONExtractString(value, 'partition_day') = {{key:String}})"
+            f" FROM {landing}",
+            parameters={"key": self.key},
         ).result_rows[0]
-        duplicates = int(total) - int(unique)
-        if duplicates == 0:
-            return 0
-        dedup_name = f"{EVENTS_TABLE}__dedup_{self.pid}"
-        dedup = self.options.table(dedup_name)
-        client.command(f"DROP TABLE IF EXISTS {dedup}{self.options.on_cluster} SYNC")
-        for stmt in staging_table_sql(self.schema, EVENTS_TABLE, dedup_name, self.options):
-            client.command(stmt)
-        try:
-            client.command(
-                f"INSERT INTO {dedup} SELECT * FROM {staged}"
-                " ORDER BY event_id, kafka_offset LIMIT 1 BY event_id"
-            )
-            client.command(f"ALTER TABLE {staged} REPLACE PARTITION ID '{self.pid}' FROM {dedup}")
-        finally:
-            client.command(f"DROP TABLE IF EXISTS {dedup}{self.options.on_cluster} SYNC")
-        return duplicates
+        client.command(
+            f"INSERT INTO {self._staged(EVENTS_TABLE)} (partition_key, occurred_at, event_id,"
+            " event_type, schema_version, aggregate_type, aggregate_id, aggregate_version,"
+            " position, source_table, source_id, payload, kafka_topic, kafka_partition,"
+            " kafka_offset)"
+            " SELECT e.partition_day, parseDateTime64BestEffort(e.occurred_at, 6, 'UTC'),"
+            " assumeNotNull(e.event_id), e.event_type, e.schema_version, e.aggregate_type,"
+            " e.aggregate_id, e.aggregate_version, e.position, e.metadata.source_table,"
+            " e.metadata.source_id, JSONExtractRaw(value, 'payload'), kafka_topic,"
+            " kafka_partition, kafka_offset"
+            f" FROM (SELECT JSONExtract(value, '{_ENVELOPE}') AS e, value, kafka_topic,"
+            f" kafka_partition, kafka_offset FROM {landing})"
+            " WHERE e.partition_day = {key:String} AND e.event_id IS NOT NULL"
+            " ORDER BY e.event_id, kafka_offset LIMIT 1 BY e.event_id",
+            parameters={"key": self.key},
+        )
+        staged = self._count(client, self._staged(EVENTS_TABLE))
+        return int(landed), int(landed) - int(mine), int(mine) - staged
 
     def finish(self, client: SwapClient) -> SwapStats:
-        """Dedupe, rebuild derived tables and view targets for D, swap every table, drop twins."""
-        duplicates = self._dedupe_events(client)
+        """Stage P's events, rebuild every derived table and view target for P, swap every
+        table, drop the twins."""
+        landed, other, duplicates = self._stage_events(client)
         for derivation in (*self.schema.derived, *self.schema.views):
             client.command(derivation_sql(derivation, self.options, self.staging))
         rows: dict[str, int] = {}
@@ -134,13 +223,18 @@ class DaySwap:
             else:
                 client.command(f"ALTER TABLE {live} DROP PARTITION ID '{self.pid}'")
         self.discard(client)
-        return SwapStats(rows=rows, duplicates_dropped=duplicates)
+        return SwapStats(
+            rows=rows, duplicates_dropped=duplicates, landed=landed, other_partitions=other
+        )
 
     def discard(self, client: SwapClient) -> None:
-        for twin in self.staging.values():
-            client.command(
-                f"DROP TABLE IF EXISTS {self.options.table(twin)}{self.options.on_cluster} SYNC"
-            )
+        o = self.options
+        for twin in (self.landing, *self.staging.values()):
+            client.command(f"DROP TABLE IF EXISTS {o.table(twin)}{o.on_cluster} SYNC")
+
+
+DaySwap = PartitionSwap
+"""The former name (a partition was always a day)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,15 +250,15 @@ class PartitionStorage:
 
 
 def partition_storage(
-    client: SwapClient, options: DdlOptions, day: date, tables: tuple[str, ...]
+    client: SwapClient, options: DdlOptions, key: str | date, tables: tuple[str, ...]
 ) -> dict[str, PartitionStorage]:
-    """Rows and bytes of D per table, from the active parts."""
+    """Rows and bytes of P per table, from the active parts."""
     result = client.query(
         "SELECT table, sum(rows), sum(bytes_on_disk), sum(data_compressed_bytes),"
         " sum(data_uncompressed_bytes) FROM system.parts"
         " WHERE active AND database = {db:String} AND partition_id = {pid:String}"
         " AND has({tables:Array(String)}, table) GROUP BY table",
-        parameters={"db": options.database, "pid": partition_id(day), "tables": list(tables)},
+        parameters={"db": options.database, "pid": partition_id(key), "tables": list(tables)},
     )
     out = {t: PartitionStorage(0, 0, 0, 0) for t in tables}
     for table, rows, on_disk, compressed, uncompressed in result.result_rows:

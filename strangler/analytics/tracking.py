@@ -1,8 +1,9 @@
 """The analytics-service's own bookkeeping in Postgres (sql/postgres/017_microservices_tracking).
 
-- service_processing: one row per event; 'processing' once staged, 'succeeded' (or 'failed')
-  once its day was swapped in (or not). Event ids of the run sit in a session temp table, so
-  the final update is one statement and the ids never pile up in Python memory.
+- service_processing: one row per event, 'succeeded' once its partition was swapped in. Set
+  based: the swapped partition's event ids come back from ClickHouse as one Arrow column, are
+  copied into a session temp table as one text block, and one statement upserts them all; no
+  per-event Python work. A failed run writes no per-event rows (its log line says why).
 - processing_log: one line per batch with its metrics, plus start/finish lines.
 - service_health: version, status and heartbeat, refreshed per batch.
 - sync_status: committed offset vs end offset per topic partition of the consumer group.
@@ -40,9 +41,7 @@ class ServiceTracker:
         self._batch = 0
         self._started = time.monotonic()
         if track_events:
-            conn.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS {_TEMP} (event_id uuid NOT NULL, batch integer NOT NULL)"
-            )
+            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_TEMP} (event_id uuid NOT NULL)")
             conn.execute(f"TRUNCATE {_TEMP}")
 
     def close(self) -> None:
@@ -70,40 +69,34 @@ class ServiceTracker:
             (self.service, level, message, json.dumps(dict(metrics or {}), default=str)),
         )
 
-    def batch(self, event_ids: Sequence[bytes], metrics: Mapping[str, Any]) -> None:
-        """A batch reached staging: its events are 'processing' until the swap."""
+    def batch(self, metrics: Mapping[str, Any]) -> None:
+        """A batch of records landed in staging."""
         self._batch += 1
-        if self.track_events and event_ids:
-            with self.conn.cursor() as cur:
-                with cur.copy(f"COPY {_TEMP} (event_id, batch) FROM STDIN") as copy:
-                    for raw in event_ids:
-                        copy.write_row((_uuid_text(raw), self._batch))
-                cur.execute(
-                    "INSERT INTO microservices.service_processing"
-                    " (service, event_id, status, attempts, started_at)"
-                    " SELECT %s, b.event_id, 'processing', 1, now()"
-                    f" FROM (SELECT DISTINCT event_id FROM {_TEMP} WHERE batch = %s) b"
-                    " ON CONFLICT (service, event_id) DO UPDATE SET status = 'processing',"
-                    " attempts = microservices.service_processing.attempts + 1,"
-                    " started_at = now(), finished_at = NULL, error = NULL, duration_ms = NULL",
-                    (self.service, self._batch),
-                )
-        self.log(f"batch {self._batch} staged", {"batch": self._batch, **metrics})
-        self.health("healthy", {"phase": "staging", "batch": self._batch, **metrics})
+        self.log(f"batch {self._batch} landed", {"batch": self._batch, **metrics})
+        self.health("healthy", {"phase": "landing", "batch": self._batch, **metrics})
 
-    def finish(self, status: str, error: str | None = None) -> int:
-        """Mark every event of the run 'succeeded' or 'failed'; returns how many."""
-        if not self.track_events:
+    def succeeded(self, event_ids: Sequence[str]) -> int:
+        """Mark the swapped-in events 'succeeded' (one upsert); returns how many."""
+        if not self.track_events or not event_ids:
             return 0
-        cur = self.conn.execute(
-            "UPDATE microservices.service_processing sp SET status = %s, error = %s,"
-            " finished_at = now(),"
-            " duration_ms = greatest(extract(epoch FROM now() - sp.started_at) * 1000, 0)"
-            f" FROM (SELECT DISTINCT event_id FROM {_TEMP}) run"
-            " WHERE sp.service = %s AND sp.event_id = run.event_id",
-            (status, error, self.service),
-        )
-        return cur.rowcount
+        duration_ms = max(self.elapsed_s * 1000, 0.0)
+        with self.conn.cursor() as cur:
+            cur.execute(f"TRUNCATE {_TEMP}")
+            with cur.copy(f"COPY {_TEMP} (event_id) FROM STDIN") as copy:
+                copy.write("\n".join(event_ids) + "\n")
+            cur.execute(
+                "INSERT INTO microservices.service_processing"
+                " (service, event_id, status, attempts, started_at, finished_at, duration_ms)"
+                " SELECT DISTINCT %s, event_id, 'succeeded', 1,"
+                " now() - make_interval(secs => %s), now(), %s"
+                f" FROM {_TEMP}"
+                " ON CONFLICT (service, event_id) DO UPDATE SET status = 'succeeded',"
+                " attempts = microservices.service_processing.attempts + 1,"
+                " started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,"
+                " error = NULL, duration_ms = EXCLUDED.duration_ms",
+                (self.service, duration_ms / 1000, duration_ms),
+            )
+            return cur.rowcount
 
     def sync_status(
         self, consumer_group: str, offsets: Iterable[tuple[str, int, int, int]]
@@ -120,8 +113,3 @@ class ServiceTracker:
     @property
     def elapsed_s(self) -> float:
         return time.monotonic() - self._started
-
-
-def _uuid_text(raw: bytes) -> str:
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -1,36 +1,35 @@
-"""`clickhouse/*`: the analytics-service's tables, one day at a time (Kafka day -> atomic day swap).
+"""`clickhouse/*`: the analytics tables of the spec, one partition at a time (atomic swap).
 
-Thin Dagster layer over strangler.analytics.sink: one op reads day D (Kafka offset ranges, or
-the event store when they are gone), swaps D into analytics.events, document_processing and
-the materialized-view targets atomically, and reports each table as its own asset.
+Thin Dagster layer over strangler.analytics.sink: one op reads partition P (Kafka offset
+ranges, or the event store when they are gone) and swaps P into `events`, every current-state
+table and the user's analytics tables at once, reporting each table as its own asset. Reference
+data (partition key `reference`) is its own unpartitioned asset, loaded and swapped as a whole.
 """
 
 from collections.abc import Iterator
-from datetime import date
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from strangler.analytics.ddl import DdlOptions, validate_identifier
-from strangler.analytics.sink import CONSUMER_GROUP, SinkOptions, load_day
+from strangler.analytics.ddl import DdlOptions, Schema, build_schema, validate_identifier
+from strangler.analytics.sink import CONSUMER_GROUP, DayResult, SinkOptions, load_partition
+from strangler.analytics.state import state_table
 from strangler.assets.monolith import OWNERS
 from strangler.assets.policies import freshness_policy
-from strangler.partitions import daily_partitions
+from strangler.migration.source import REFERENCE
+from strangler.partitions import build_partitions
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
 from strangler.settings import get_settings
+from strangler.spec import EstateSpec, current_spec
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"
 GROUP = "clickhouse"
 KINDS = {"clickhouse", "kafka"}
-
-KAFKA_TOPIC_KEYS = {
-    name: dg.AssetKey(["kafka", f"{name}.events"])
-    for name in ("customers", "documents", "ocr", "processing")
-}
 EVENTS_KEY = dg.AssetKey(["clickhouse", "events"])
-
+REFERENCE_KEY = dg.AssetKey(["clickhouse", "reference"])
 
 _settings = get_settings()
 
@@ -45,70 +44,51 @@ class ClickHouseSinkConfig(dg.Config):
         description="ON CLUSTER name (Replicated engines); unset on a single node.",
     )
     consumer_group: str = Field(default=CONSUMER_GROUP, description="Kafka consumer group.")
-    insert_batch_rows: int = Field(default=100_000, ge=1, description="Rows per insert.")
+    insert_batch_rows: int = Field(default=100_000, ge=1, description="Records per insert.")
     track_events: bool = Field(
         default=True, description="One microservices.service_processing row per event."
     )
     idle_timeout_s: float = Field(default=30.0, gt=0, description="Give up on a silent topic.")
 
 
-_TABLES: dict[str, str] = {
-    "events": "One flattened row per domain event of the day (analytics.events).",
-    "document_processing": "One row per processing job with duration and outcome.",
-    "event_counts_daily": "MV target: events per type and customer per day.",
-    "processing_latency_daily": "MV target: latency quantile states per service per day.",
-    "documents_status_daily": "MV target: documents entering each status per day.",
-}
+def _descriptions(spec: EstateSpec, schema: Schema) -> dict[str, str]:
+    out = {"events": "One row per domain event of every aggregate (typed columns + payload)."}
+    for aggregate in spec.aggregates:
+        out[state_table(aggregate)] = (
+            f"Current state of {aggregate.name}: the latest version of each row, deletes"
+            " honoured (ReplacingMergeTree; read with FINAL)."
+        )
+    for table in schema.swapped_tables:
+        out.setdefault(table, "User analytics (the spec's analytics folder), rebuilt per swap.")
+    return out
 
 
-def _spec(table: str, description: str) -> dg.AssetSpec:
+def _deps(spec: EstateSpec, schema: Schema, table: str, topics: list[str]) -> list[dg.AssetKey]:
     if table == "events":
-        deps: list[dg.AssetKey] = list(KAFKA_TOPIC_KEYS.values())
-    elif table == "document_processing":
-        deps = [EVENTS_KEY, KAFKA_TOPIC_KEYS["processing"]]
-    else:
-        deps = [EVENTS_KEY]
-    return dg.AssetSpec(
-        key=dg.AssetKey(["clickhouse", table]),
-        freshness_policy=freshness_policy(),
-        deps=deps,
-        description=description,
-        group_name=GROUP,
-        kinds=KINDS,
-        owners=OWNERS,
-        code_version=CODE_VERSION,
-        partitions_def=daily_partitions,
-    )
+        return [dg.AssetKey(["kafka", t]) for t in topics]
+    sources = {d.source for d in (*schema.derived, *schema.views) if d.target == table}
+    return [dg.AssetKey(["clickhouse", s]) for s in sorted(sources)] or [EVENTS_KEY]
 
 
-@dg.multi_asset(
-    name="clickhouse_analytics",
-    specs=[_spec(t, d) for t, d in _TABLES.items()],
-    partitions_def=daily_partitions,
-    pool="clickhouse",
-    can_subset=False,
-    description=(
-        "Loads the partition's events from Kafka by the offset ranges the relay recorded "
-        "(event store when they are gone) and swaps the day into every analytics table at once."
-    ),
-)
-def clickhouse_analytics(
+def _load(
     context: dg.AssetExecutionContext,
+    spec: EstateSpec,
+    key: str,
     config: ClickHouseSinkConfig,
     clickhouse: ClickHouseResource,
     kafka: KafkaResource,
     postgres: PostgresResource,
-) -> Iterator[dg.MaterializeResult]:
-    day = date.fromisoformat(context.partition_key)
+) -> DayResult:
     ddl = DdlOptions(
         database=validate_identifier(config.database, "database name"), cluster=config.cluster
     )
-    result = load_day(
-        day,
+    result = load_partition(
+        key,
         clickhouse=clickhouse.client,
         postgres_conninfo=postgres.conninfo(),
         consumer_factory=kafka.consumer,
         topic_prefix=kafka.topic_prefix,
+        spec=spec,
         options=SinkOptions(
             ddl=ddl,
             consumer_group=config.consumer_group,
@@ -120,45 +100,141 @@ def clickhouse_analytics(
         log=context.log.info,
     )
     if result.fallback_reason:
-        context.log.warning(f"{day}: read from the event store: {result.fallback_reason}")
-    common = {
+        context.log.warning(f"{key}: read from the event store: {result.fallback_reason}")
+    if result.rebuilt:
+        context.log.info(f"created or rebuilt from events: {', '.join(result.rebuilt)}")
+    return result
+
+
+def _metadata(result: DayResult, table: str) -> dict[str, Any]:
+    storage = result.storage.get(table)
+    meta: dict[str, Any] = {
         "source": result.source,
         "fallback_reason": result.fallback_reason or "",
         "duration_s": dg.FloatMetadataValue(round(result.duration_s, 3)),
+        "rows": result.swap.rows.get(table, 0),
+        "bytes_on_disk": storage.bytes_on_disk if storage else 0,
+        "compression_ratio": dg.FloatMetadataValue(
+            round(storage.compression_ratio, 2) if storage else 0.0
+        ),
     }
-    for table in _TABLES:
-        storage = result.storage.get(table)
-        meta: dict[str, dg.RawMetadataValue] = {
-            **common,
-            "rows": result.swap.rows.get(table, 0),
-            "bytes_on_disk": storage.bytes_on_disk if storage else 0,
-            "compression_ratio": dg.FloatMetadataValue(
-                round(storage.compression_ratio, 2) if storage else 0.0
-            ),
-        }
-        if table == "events":
-            meta.update(
-                {
-                    "rows_per_s": dg.FloatMetadataValue(round(result.rate, 1)),
-                    "read_s": dg.FloatMetadataValue(round(result.read_s, 3)),
-                    "swap_s": dg.FloatMetadataValue(round(result.swap_s, 3)),
-                    "batches": result.batches,
-                    "duplicates_dropped": result.swap.duplicates_dropped,
-                    "skipped_other_day": result.skipped_other_day,
-                    "offset_ranges": dg.JsonMetadataValue(
-                        [
-                            {
-                                "topic": r.topic,
-                                "partition": r.kafka_partition,
-                                "start": r.start_offset,
-                                "end": r.end_offset,
-                            }
-                            for r in result.ranges
-                        ]
-                    ),
-                }
+    if table == "events":
+        meta.update(
+            {
+                "rows_per_s": dg.FloatMetadataValue(round(result.rate, 1)),
+                "read_s": dg.FloatMetadataValue(round(result.read_s, 3)),
+                "swap_s": dg.FloatMetadataValue(round(result.swap_s, 3)),
+                "batches": result.batches,
+                "records_landed": result.swap.landed,
+                "duplicates_dropped": result.swap.duplicates_dropped,
+                "skipped_other_partitions": result.skipped_other_day,
+                "offset_ranges": dg.JsonMetadataValue(
+                    [
+                        {
+                            "topic": r.topic,
+                            "partition": r.kafka_partition,
+                            "start": r.start_offset,
+                            "end": r.end_offset,
+                        }
+                        for r in result.ranges
+                    ]
+                ),
+            }
+        )
+    return meta
+
+
+def build_clickhouse_assets(
+    spec: EstateSpec, schema: Schema | None = None
+) -> list[dg.AssetsDefinition]:
+    """The spec's ClickHouse assets: every table's daily partitions in one multi-asset and,
+    with reference data, `clickhouse/reference` for the `reference` partition of every table."""
+    schema = schema or build_schema(spec)
+    descriptions = _descriptions(spec, schema)
+    daily_topics = sorted({spec.topic_of(a.name) for a in spec.daily})
+    reference_topics = sorted({spec.topic_of(a.name) for a in spec.reference})
+    out: list[dg.AssetsDefinition] = []
+    if spec.daily:
+        partitions = build_partitions(spec)
+        specs = [
+            dg.AssetSpec(
+                key=dg.AssetKey(["clickhouse", table]),
+                freshness_policy=freshness_policy(),
+                deps=_deps(spec, schema, table, daily_topics),
+                description=descriptions[table],
+                group_name=GROUP,
+                kinds=KINDS,
+                owners=OWNERS,
+                code_version=CODE_VERSION,
+                partitions_def=partitions,
             )
-        yield dg.MaterializeResult(asset_key=dg.AssetKey(["clickhouse", table]), metadata=meta)
+            for table in schema.swapped_tables
+        ]
+
+        @dg.multi_asset(
+            name="clickhouse_analytics",
+            specs=specs,
+            partitions_def=partitions,
+            pool="clickhouse",
+            can_subset=False,
+            description=(
+                "Loads the partition's events from Kafka by the offset ranges the relay recorded "
+                "(event store when they are gone) and swaps the partition into every analytics "
+                "table at once: events, current state per aggregate, the user's analytics."
+            ),
+        )
+        def clickhouse_analytics(
+            context: dg.AssetExecutionContext,
+            config: ClickHouseSinkConfig,
+            clickhouse: ClickHouseResource,
+            kafka: KafkaResource,
+            postgres: PostgresResource,
+        ) -> Iterator[dg.MaterializeResult]:
+            result = _load(
+                context, spec, context.partition_key, config, clickhouse, kafka, postgres
+            )
+            for table in schema.swapped_tables:
+                yield dg.MaterializeResult(
+                    asset_key=dg.AssetKey(["clickhouse", table]), metadata=_metadata(result, table)
+                )
+
+        out.append(clickhouse_analytics)
+    if spec.reference:
+
+        @dg.asset(
+            key=REFERENCE_KEY,
+            deps=[dg.AssetKey(["kafka", t]) for t in reference_topics],
+            group_name=GROUP,
+            kinds=KINDS,
+            owners=OWNERS,
+            code_version=CODE_VERSION,
+            pool="clickhouse",
+            description=(
+                "The `reference` partition of every analytics table (reference data: "
+                + ", ".join(a.name for a in spec.reference)
+                + "), loaded and swapped as a whole."
+            ),
+        )
+        def clickhouse_reference(
+            context: dg.AssetExecutionContext,
+            config: ClickHouseSinkConfig,
+            clickhouse: ClickHouseResource,
+            kafka: KafkaResource,
+            postgres: PostgresResource,
+        ) -> dg.MaterializeResult:
+            result = _load(context, spec, REFERENCE, config, clickhouse, kafka, postgres)
+            meta = _metadata(result, "events")
+            meta["rows_per_table"] = dg.JsonMetadataValue(dict(result.swap.rows))
+            return dg.MaterializeResult(metadata=meta)
+
+        out.append(clickhouse_reference)
+    return out
 
 
-clickhouse_assets: list[dg.AssetsDefinition] = [clickhouse_analytics]
+def __getattr__(name: str) -> Any:
+    """`clickhouse_assets` / `clickhouse_analytics` of the configured spec, built on first use."""
+    if name == "clickhouse_assets":
+        return build_clickhouse_assets(current_spec())
+    if name == "clickhouse_analytics":
+        return build_clickhouse_assets(current_spec())[0]
+    raise AttributeError(name)

@@ -1,5 +1,6 @@
 """`event_store/events`: one day of monolith rows as validated domain events + outbox rows."""
 
+from collections import Counter
 from typing import Any
 
 import dagster as dg
@@ -7,9 +8,10 @@ from pydantic import Field
 
 from strangler.assets.monolith import OWNERS, monolith_key
 from strangler.assets.policies import freshness_policy
-from strangler.migration.partition_run import PartitionMigration, RunOptions
+from strangler.migration.partition_run import PartitionResult, RunOptions
+from strangler.migration.ranges import PartitionOutcome, migrate_range
 from strangler.migration.source import REFERENCE
-from strangler.partitions import build_daily_partitions
+from strangler.partitions import build_partitions, range_backfill_policy, run_partition_keys
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
 from strangler.settings import get_settings
@@ -30,21 +32,62 @@ class EventStoreMigrationConfig(dg.Config):
         ge=1,
         description="Snapshot every N versions (default: STRANGLER_SNAPSHOT_EVERY).",
     )
+    rerun_complete: bool = Field(
+        default=False,
+        description="In a range run, migrate again the partitions already completed at the"
+        " monolith's current version (skipped otherwise). A single partition always runs.",
+    )
 
 
-def migrate_partition(
+def migration_metadata(result: PartitionResult) -> dict[str, Any]:
+    """One partition's migration as materialization metadata."""
+    return {
+        "dry_run": result.dry_run,
+        "source_rows": result.source_rows,
+        "migrated": result.migrated,
+        "failed": result.failed,
+        "skipped": result.skipped,
+        "deleted": result.deleted,
+        "events_written": result.events_written,
+        "events_already_stored": result.events_existing,
+        "rows_per_s": dg.FloatMetadataValue(round(result.rate, 1)),
+        "duration_s": dg.FloatMetadataValue(round(result.duration_s, 3)),
+        "failures_by_rule": dg.JsonMetadataValue(result.failures_by_rule),
+        "per_table": dg.JsonMetadataValue(result.per_table),
+        "resumed_from": dg.JsonMetadataValue(result.resumed_from),
+    }
+
+
+def migrate_partitions(
     context: dg.AssetExecutionContext,
     spec: EstateSpec,
-    partition_key: str,
+    partition_keys: list[str],
     config: EventStoreMigrationConfig,
     postgres: PostgresResource,
     monolith: PostgresResource,
     kafka: KafkaResource,
 ) -> dg.MaterializeResult:
-    """Run one partition's migration and describe it as the materialization's metadata."""
-    result = PartitionMigration(
+    """Migrate the run's partitions: one, as always, or a range (a backfill run), one after
+    the other in this run, each partition with its own materialization metadata."""
+
+    def reported(outcome: PartitionOutcome) -> None:
+        result = outcome.result
+        if result.failed:
+            context.log.warning(
+                f"{result.failed} of {result.source_rows} rows of {outcome.partition_key} failed"
+                " validation: "
+                + ", ".join(f"{rule}={n}" for rule, n in sorted(result.failures_by_rule.items()))
+                + " (see migration_state.failed_entities)"
+            )
+        if len(partition_keys) > 1:
+            context.add_asset_metadata(
+                {**migration_metadata(result), "outcome": outcome.outcome},
+                partition_key=outcome.partition_key,
+            )
+
+    outcomes = migrate_range(
         postgres.conninfo(),
-        partition_key,
+        partition_keys,
         spec=spec,
         source_conninfo=monolith.conninfo(),
         run_id=context.run.run_id,
@@ -56,28 +99,19 @@ def migrate_partition(
             snapshot_every=config.snapshot_every,
         ),
         report=context.log.info,
-    ).run()
-    if result.failed:
-        context.log.warning(
-            f"{result.failed} of {result.source_rows} rows of {partition_key} failed validation: "
-            + ", ".join(f"{rule}={n}" for rule, n in sorted(result.failures_by_rule.items()))
-            + " (see migration_state.failed_entities)"
-        )
+        on_partition=reported,
+        rerun_complete=config.rerun_complete,
+    )
+    if len(outcomes) == 1:
+        return dg.MaterializeResult(metadata=migration_metadata(outcomes[0].result))
+    counts = Counter(o.outcome for o in outcomes)
     return dg.MaterializeResult(
         metadata={
-            "dry_run": result.dry_run,
-            "source_rows": result.source_rows,
-            "migrated": result.migrated,
-            "failed": result.failed,
-            "skipped": result.skipped,
-            "deleted": result.deleted,
-            "events_written": result.events_written,
-            "events_already_stored": result.events_existing,
-            "rows_per_s": dg.FloatMetadataValue(round(result.rate, 1)),
-            "duration_s": dg.FloatMetadataValue(round(result.duration_s, 3)),
-            "failures_by_rule": dg.JsonMetadataValue(result.failures_by_rule),
-            "per_table": dg.JsonMetadataValue(result.per_table),
-            "resumed_from": dg.JsonMetadataValue(result.resumed_from),
+            "range": f"{outcomes[0].partition_key}..{outcomes[-1].partition_key}",
+            "range_partitions": len(outcomes),
+            "range_migrated": counts["migrated"],
+            "range_unchanged": counts["unchanged"],
+            "range_empty": counts["empty"],
         }
     )
 
@@ -88,7 +122,8 @@ def build_event_store_asset(spec: EstateSpec) -> dg.AssetsDefinition:
     @dg.asset(
         key=["event_store", "events"],
         deps=[monolith_key(a.source.table) for a in spec.daily],
-        partitions_def=build_daily_partitions(spec),
+        partitions_def=build_partitions(spec),
+        backfill_policy=range_backfill_policy(),
         group_name="event_store",
         kinds={"postgres"},
         owners=OWNERS,
@@ -107,8 +142,8 @@ def build_event_store_asset(spec: EstateSpec) -> dg.AssetsDefinition:
         monolith: PostgresResource,
         kafka: KafkaResource,
     ) -> dg.MaterializeResult:
-        return migrate_partition(
-            context, spec, context.partition_key, config, postgres, monolith, kafka
+        return migrate_partitions(
+            context, spec, run_partition_keys(context), config, postgres, monolith, kafka
         )
 
     return event_store_events
@@ -141,7 +176,7 @@ def build_reference_asset(spec: EstateSpec) -> dg.AssetsDefinition | None:
         monolith: PostgresResource,
         kafka: KafkaResource,
     ) -> dg.MaterializeResult:
-        return migrate_partition(context, spec, REFERENCE, config, postgres, monolith, kafka)
+        return migrate_partitions(context, spec, [REFERENCE], config, postgres, monolith, kafka)
 
     return event_store_reference
 

@@ -4,14 +4,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
+import psycopg
 from pydantic import Field
 
 from strangler.assets.monolith import OWNERS
 from strangler.assets.policies import freshness_policy
 from strangler.migration.outbox_relay import DayRelay, RelayOptions
+from strangler.migration.ranges import relay_pending
 from strangler.migration.source import REFERENCE
 from strangler.migration.topics import domain_topic_specs, ensure_topics, progress_topic_spec
-from strangler.partitions import build_daily_partitions
+from strangler.partitions import build_partitions, range_backfill_policy, run_partition_keys
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
 from strangler.settings import get_settings
@@ -71,7 +73,8 @@ def build_kafka_topics(spec: EstateSpec, *, reference: bool = False) -> dg.Asset
             )
             for topic in topics
         ],
-        partitions_def=None if reference else build_daily_partitions(spec),
+        backfill_policy=None if reference else range_backfill_policy(),
+        partitions_def=None if reference else build_partitions(spec),
         can_subset=True,
         name="kafka_reference_topics" if reference else "kafka_topics",
     )
@@ -81,10 +84,67 @@ def build_kafka_topics(spec: EstateSpec, *, reference: bool = False) -> dg.Asset
         postgres: PostgresResource,
         kafka: KafkaResource,
     ):  # type: ignore[no-untyped-def]
-        key = REFERENCE if reference else context.partition_key
-        yield from _relay(context, config, postgres, kafka, key, topics)
+        keys = [REFERENCE] if reference else run_partition_keys(context)
+        if len(keys) == 1:
+            yield from _relay(context, config, postgres, kafka, keys[0], topics)
+        else:
+            yield from _relay_range(context, config, postgres, kafka, keys, topics)
 
     return relay
+
+
+def _relay_range(
+    context: dg.AssetExecutionContext,
+    config: OutboxRelayConfig,
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+    partition_keys: list[str],
+    all_topics: list[str],
+) -> Iterator[dg.MaterializeResult]:
+    """A range run: only partitions with unpublished outbox rows are relayed (one query finds
+    them); each partition of the range gets its own metadata, the others say why they sent
+    nothing."""
+    selected = [key.path[-1] for key in context.selected_asset_keys]
+    with psycopg.connect(postgres.conninfo(), autocommit=True) as conn:
+        pending = set(relay_pending(conn, partition_keys, [kafka.topic(t) for t in selected]))
+    context.log.info(
+        f"range {partition_keys[0]}..{partition_keys[-1]}: {len(pending)} of"
+        f" {len(partition_keys)} partitions hold events to publish"
+    )
+    published = dict.fromkeys(selected, 0)
+    for partition_key in partition_keys:
+        if partition_key not in pending:
+            for name in selected:
+                context.add_asset_metadata(
+                    {
+                        "dry_run": config.dry_run,
+                        "events_published": 0,
+                        "outcome": "nothing to send",
+                    },
+                    asset_key=kafka_topic_key(name),
+                    partition_key=partition_key,
+                )
+            continue
+        for result in _relay(context, config, postgres, kafka, partition_key, all_topics):
+            assert result.asset_key is not None
+            metadata = dict(result.metadata or {})
+            count = metadata["events_published"]
+            published[result.asset_key.path[-1]] += count if isinstance(count, int) else 0
+            context.add_asset_metadata(
+                {**metadata, "outcome": "published"},
+                asset_key=result.asset_key,
+                partition_key=partition_key,
+            )
+    for name in selected:
+        yield dg.MaterializeResult(
+            asset_key=kafka_topic_key(name),
+            metadata={
+                "range": f"{partition_keys[0]}..{partition_keys[-1]}",
+                "range_partitions": len(partition_keys),
+                "range_relayed": len(pending),
+                "range_events_published": published[name],
+            },
+        )
 
 
 def _relay(

@@ -1,8 +1,9 @@
 """The analytics sink against real Kafka, real Postgres and the embedded ClickHouse engine.
 
-Each test publishes its own day to uniquely prefixed topics with a transactional producer
-(as the outbox relay does), records the offset ranges, and loads into a ClickHouse database
-of its own.
+Each test publishes its own day of the sample's events to uniquely prefixed topics with a
+transactional producer (as the outbox relay does), records the offset ranges, and loads into a
+ClickHouse database of its own. The spec-driven path from a migrated monolith (sample and
+shop) is tests/integration/test_clickhouse_spec.py.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from confluent_kafka import TopicPartition
 
 from strangler.analytics.ddl import DdlOptions, drop_database_sql
 from strangler.analytics.sink import DayResult, SinkOptions, load_day
-from strangler.analytics.synthetic import create_topics, day_events, publish_day, record_ranges
 from strangler.assets.clickhouse_tables import clickhouse_analytics
 from strangler.db.migrations import migrate
 from strangler.migration.events import TOPICS
@@ -30,6 +30,7 @@ from strangler.migration.partition_run import PartitionMigration, RunOptions
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
+from strangler.sample.synthetic import create_topics, day_events, publish_day, record_ranges
 
 from .migration_helpers import START_DAY, seeded_database
 
@@ -79,8 +80,8 @@ class Env:
     def fingerprint(self, day: date = DAY) -> tuple[int, int]:
         (row,) = self.query(
             f"SELECT count(), sum(cityHash64(event_id)) FROM {self.ddl.table('events')}"
-            " WHERE partition_day = {d:Date}",
-            d=day,
+            " WHERE partition_key = {d:String}",
+            d=day.isoformat(),
         )
         return int(row[0]), int(row[1] or 0)
 
@@ -210,51 +211,44 @@ def test_mv_targets_equal_direct_group_by(env: Env) -> None:
     env.load()
     env.load()  # rebuilding must replace, not add
     ev = env.ddl.table("events")
-    d = {"d": DAY}
+    d = {"d": DAY.isoformat()}
     assert env.query(
         f"SELECT event_type, customer_id, sum(events) FROM {env.ddl.table('event_counts_daily')}"
-        " WHERE partition_day = {d:Date} GROUP BY 1, 2 ORDER BY 1, 2",
+        " WHERE partition_key = {d:String} GROUP BY 1, 2 ORDER BY 1, 2",
         **d,
     ) == env.query(
-        f"SELECT event_type, customer_id, count() FROM {ev} WHERE partition_day = {{d:Date}}"
-        " GROUP BY 1, 2 ORDER BY 1, 2",
-        **d,
-    )
-    assert env.query(
-        f"SELECT status, sum(documents) FROM {env.ddl.table('documents_status_daily')}"
-        " WHERE partition_day = {d:Date} GROUP BY 1 ORDER BY 1",
-        **d,
-    ) == env.query(
-        f"SELECT status, count() FROM {ev} WHERE partition_day = {{d:Date}}"
-        " AND event_type IN ('DocumentUploaded', 'DocumentStatusChanged') GROUP BY 1 ORDER BY 1",
+        "SELECT event_type, JSONExtractUInt(payload, 'customer_id'), count()"
+        f" FROM {ev} WHERE partition_key = {{d:String}} GROUP BY 1, 2 ORDER BY 1, 2",
         **d,
     )
     merged = env.query(
         "SELECT service, sum(jobs), sum(failed), quantilesTDigestMerge(0.5, 0.9, 0.99)(latency_ms)"
-        f" FROM {env.ddl.table('processing_latency_daily')} WHERE partition_day = {{d:Date}}"
+        f" FROM {env.ddl.table('processing_latency_daily')} WHERE partition_key = {{d:String}}"
         " GROUP BY 1 ORDER BY 1",
         **d,
     )
     direct = env.query(
-        "SELECT service, count(), countIf(event_type = 'ProcessingJobFailed'),"
-        " quantilesTDigest(0.5, 0.9, 0.99)(duration_ms)"
-        f" FROM {ev} WHERE partition_day = {{d:Date}}"
-        " AND event_type IN ('ProcessingJobCompleted', 'ProcessingJobFailed') AND duration_ms IS NOT NULL"
-        " GROUP BY 1 ORDER BY 1",
+        "SELECT JSONExtractString(payload, 'service') AS s, count(),"
+        " countIf(event_type = 'ProcessingJobFailed'),"
+        " quantilesTDigest(0.5, 0.9, 0.99)(JSONExtractUInt(payload, 'duration_ms'))"
+        f" FROM {ev} WHERE partition_key = {{d:String}}"
+        " AND event_type IN ('ProcessingJobCompleted', 'ProcessingJobFailed')"
+        " AND JSONType(payload, 'duration_ms') = 'Int64' GROUP BY 1 ORDER BY 1",
         **d,
     )
-    assert [m[:3] for m in merged] == [x[:3] for x in direct]
+    assert merged and [m[:3] for m in merged] == [x[:3] for x in direct]
     for m, x in zip(merged, direct, strict=True):
         assert m[3] == pytest.approx(x[3], rel=1e-6)
     # document_processing: one row per job, outcome and duration from the finishing event
     assert env.query(
         "SELECT service, status, count(), sum(duration_ms)"
-        f" FROM {env.ddl.table('document_processing')} WHERE partition_day = {{d:Date}}"
+        f" FROM {env.ddl.table('document_processing')} WHERE partition_key = {{d:String}}"
         " GROUP BY 1, 2 ORDER BY 1, 2",
         **d,
     ) == env.query(
-        "SELECT service, status, count(), sum(duration_ms)"
-        f" FROM {ev} WHERE partition_day = {{d:Date}}"
+        "SELECT JSONExtractString(payload, 'service'), JSONExtractString(payload, 'status'),"
+        " count(), sum(JSONExtractUInt(payload, 'duration_ms'))"
+        f" FROM {ev} WHERE partition_key = {{d:String}}"
         " AND event_type IN ('ProcessingJobCompleted', 'ProcessingJobFailed')"
         " GROUP BY 1, 2 ORDER BY 1, 2",
         **d,
@@ -286,12 +280,12 @@ def test_reader_during_swap_sees_old_or_new_day(env: Env) -> None:
                 with env.clickhouse.client() as c:
                     ((cnt, h),) = c.query(
                         f"SELECT count(), sum(cityHash64(event_id)) FROM {env.ddl.table('events')}"
-                        " WHERE partition_day = {d:Date}",
-                        parameters={"d": DAY},
+                        " WHERE partition_key = {d:String}",
+                        parameters={"d": DAY.isoformat()},
                     ).result_rows
                     ((agg_total,),) = c.query(
-                        f"SELECT sum(events) FROM {agg} WHERE partition_day = {{d:Date}}",
-                        parameters={"d": DAY},
+                        f"SELECT sum(events) FROM {agg} WHERE partition_key = {{d:String}}",
+                        parameters={"d": DAY.isoformat()},
                     ).result_rows
                 seen.append(((int(cnt), int(h or 0)), int(agg_total or 0)))
                 time.sleep(0.02)  # let the writer take the engine lock between reads

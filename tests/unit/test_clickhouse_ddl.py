@@ -1,17 +1,18 @@
-"""ClickHouse DDL rendering (single node and cluster) and event flattening: pure, no services."""
+"""ClickHouse DDL: the generic tables, the spec's current-state tables and the user's analytics
+folder; rendering (single node and cluster), the type mapping, partition ids. Pure, no services
+(the embedded engine runs in-process where a test needs ClickHouse to evaluate SQL)."""
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from strangler.analytics.ddl import (
     DdlError,
     DdlOptions,
+    build_schema,
     default_schema,
     derivation_sql,
     load_schema,
@@ -20,29 +21,63 @@ from strangler.analytics.ddl import (
     schema_sql,
     staging_table_sql,
 )
-from strangler.analytics.flatten import COLUMNS, EVENTS_SCHEMA, EventColumns, flatten, to_arrow
-from strangler.analytics.swap import partition_id
-from strangler.migration.kafka_records import EventRecord
+from strangler.analytics.state import (
+    PG_TO_CLICKHOUSE,
+    base_type,
+    column_type,
+    extract_sql,
+    state_fields,
+    state_table,
+)
+from strangler.analytics.swap import partition_id, staging_suffix
+from strangler.spec import EstateSpec, current_spec, load_spec
+from strangler.spec.types import PG_TYPES
+from tests.schemas.shop import SPEC as SHOP_SPEC
+
+SAMPLE_TABLES = (
+    "events",
+    "customer_state",
+    "document_state",
+    "ocr_page_state",
+    "processing_job_state",
+    "document_processing",
+    "event_counts_daily",
+    "processing_latency_daily",
+    "documents_status_daily",
+)
 
 
-def test_schema_parses_tables_views_and_derivations() -> None:
+def test_sample_schema_generic_events_state_per_aggregate_then_the_analytics_folder() -> None:
     schema = default_schema()
-    assert [m.version for m in schema.migrations] == [1, 2, 3]
+    assert [m.version for m in schema.migrations] == [1]
     assert schema.loaded_tables == ("events",)
-    assert schema.swapped_tables == (
-        "events",
-        "document_processing",
-        "event_counts_daily",
-        "processing_latency_daily",
-        "documents_status_daily",
-    )
+    assert schema.swapped_tables == SAMPLE_TABLES
     assert {v.view for v in schema.views} == {
         "event_counts_daily_mv",
         "processing_latency_daily_mv",
         "documents_status_daily_mv",
     }
     assert all(v.source == "events" for v in schema.views)
-    assert [d.target for d in schema.derived] == ["document_processing"]
+    assert [d.target for d in schema.derived][-1] == "document_processing"
+    assert set(schema.versioned) == set(SAMPLE_TABLES) - {"events"}
+
+
+def test_shop_schema_has_no_sample_tables() -> None:
+    schema = build_schema(load_spec(SHOP_SPEC))
+    assert schema.swapped_tables == (
+        "events",
+        "country_state",
+        "account_state",
+        "order_state",
+        "order_line_state",
+    )
+    assert not schema.views
+
+
+def test_the_generic_files_name_no_aggregate() -> None:
+    text = "\n".join(schema_sql(DdlOptions(), load_schema()))
+    for name in ("customer", "document", "ocr", "processing", "Order", "account"):
+        assert name not in text
 
 
 def test_single_node_rendering() -> None:
@@ -53,13 +88,10 @@ def test_single_node_rendering() -> None:
     assert "Replicated" not in text
     assert "{{" not in text
     assert "CREATE TABLE IF NOT EXISTS `analytics`.`events`\n(" in text
-    assert "ENGINE = MergeTree\nPARTITION BY partition_day" in text
+    assert "ENGINE = MergeTree\nPARTITION BY partition_key" in text
+    assert "ENGINE = ReplacingMergeTree(_version, _is_deleted)\nPARTITION BY partition_key" in text
     assert "ENGINE = AggregatingMergeTree" in text
-    assert "ENGINE = SummingMergeTree" in text
     assert "TO `analytics`.`event_counts_daily`" in text
-    assert "event_type         LowCardinality(String)" in text
-    assert "occurred_at        DateTime64(3, 'UTC')" in text
-    # comments are not shipped: they hold placeholder examples
     assert "--" not in text
 
 
@@ -70,13 +102,143 @@ def test_cluster_rendering() -> None:
     assert all(" ON CLUSTER `prod`" in s for s in creates)
     engines = [s for s in sql if "ENGINE" in s]
     assert engines and all("ENGINE = Replicated" in s for s in engines)
-    events = next(s for s in sql if "`an_1`.`events` ON CLUSTER" in s)
-    assert (
-        "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/{database}/{table}', '{replica}')"
-        in events
+    assert any(
+        "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/{table}',"
+        " '{replica}', _version, _is_deleted)" in s
+        for s in sql
     )
-    assert any("ReplicatedAggregatingMergeTree('/clickhouse/tables/" in s for s in sql)
-    assert any("ReplicatedReplacingMergeTree(" in s and "_schema_versions" in s for s in sql)
+
+
+def test_every_postgres_type_of_the_event_mapping_has_a_clickhouse_type() -> None:
+    assert set(PG_TYPES) <= set(PG_TO_CLICKHOUSE)
+    assert base_type("int8") == "Int64"
+    assert base_type("_int4") == "Array(Nullable(Int32))"
+    assert base_type("_jsonb") == "JSON_TEXT"
+    assert base_type("geometry") == "JSON_TEXT"
+    assert base_type(None) == "JSON_TEXT"
+    assert base_type("numeric", "decimal") == "Decimal(38, 10)"
+    assert base_type("text", "json") == "JSON_TEXT"
+    assert column_type("JSON_TEXT") == "Nullable(String)"
+    assert column_type("Array(Nullable(Int32))") == "Array(Nullable(Int32))"
+    assert column_type("LowCardinality(String)") == "LowCardinality(Nullable(String))"
+    assert column_type("Decimal(12, 2)") == "Nullable(Decimal(12, 2))"
+
+
+def test_state_fields_follow_the_events_and_the_overrides() -> None:
+    spec = EstateSpec.model_validate(
+        {
+            "version": 1,
+            "estate": {"name": "t", "first_partition": "2026-01-01"},
+            "aggregates": [
+                {
+                    "name": "LineItem",
+                    "source": {"table": "line_items", "primary_key": ["id"]},
+                    "partitioning": {"time_column": "at"},
+                    "topic": "items",
+                    "events": {
+                        "named": [
+                            {
+                                "type": "ItemPriced",
+                                "when": "price > 0",
+                                "at": "at",
+                                "fields": {"id": "id", "price": "price", "x": {"sql": "1"}},
+                            }
+                        ]
+                    },
+                    "columns": {"price": {"clickhouse": "Decimal(12, 2)"}},
+                }
+            ],
+        }
+    )
+    (aggregate,) = spec.aggregates
+    assert state_table(aggregate) == "line_item_state"
+    types = {"id": "int8", "price": "numeric", "at": "timestamptz", "note": "text"}
+    assert state_fields(aggregate, types) == {
+        "id": "Int64",
+        "price": "Decimal(12, 2)",
+        "at": "DateTime64(6, 'UTC')",
+        "note": "String",
+        "x": "JSON_TEXT",
+    }
+    assert state_fields(aggregate, {}) == {
+        "id": "JSON_TEXT",
+        "price": "Decimal(12, 2)",
+        "x": "JSON_TEXT",
+    }
+
+
+def test_extraction_converts_every_mapped_type() -> None:
+    from chdb import session
+
+    s = session.Session()
+    cases = {
+        "Int64": ('{"a": 12}', "12"),
+        "Decimal(38, 10)": ('{"a": "12.50"}', "12.5"),
+        "DateTime64(6, 'UTC')": (
+            '{"a": "2026-05-04T10:00:00.25+02:00"}',
+            "2026-05-04 08:00:00.250000",
+        ),
+        "Bool": ('{"a": true}', "true"),
+        "UUID": (
+            '{"a": "6f1c1a52-5d0e-4c1e-9a55-0c8f6a1b2c3d"}',
+            "6f1c1a52-5d0e-4c1e-9a55-0c8f6a1b2c3d",
+        ),
+        "Date32": ('{"a": "2026-05-04"}', "2026-05-04"),
+        "String": ('{"a": "x"}', "x"),
+        "JSON_TEXT": ('{"a": {"k": [1, 2]}}', '{"k":[1,2]}'),
+        "Array(Nullable(Int32))": ('{"a": [1, null]}', "[1,NULL]"),
+        "Float32": ('{"a": 0.5}', "0.5"),
+    }
+    for base, (payload, expected) in cases.items():
+        got = s.query(
+            f"SELECT {extract_sql('a', base)} FROM (SELECT '{payload}' AS payload)", "TSV"
+        )
+        assert str(got).strip() == expected, base
+    for base in ("Int64", "String", "JSON_TEXT", "DateTime64(6, 'UTC')"):
+        for payload in ('{"a": null}', '{"b": 1}'):
+            got = s.query(
+                f"SELECT {extract_sql('a', base)} FROM (SELECT '{payload}' AS payload)", "TSV"
+            )
+            assert str(got).strip() == "\\N", (base, payload)
+
+
+def test_partition_ids_are_the_engines() -> None:
+    from chdb import session
+
+    s = session.Session()
+    for key in ("2026-01-01", "reference", "2024-05-06"):
+        engine = str(s.query(f"SELECT partitionId('{key}')", "TSV")).strip()
+        assert partition_id(key) == engine
+    assert partition_id(date(2026, 1, 1)) == partition_id("2026-01-01")
+    assert staging_suffix("2026-01-02") == "20260102"
+    assert staging_suffix("reference") == "reference"
+    with pytest.raises(ValueError):
+        partition_id("2024-05-01')--")
+
+
+def test_a_user_folder_with_an_alter_or_a_missing_target_is_refused(tmp_path: Path) -> None:
+    spec = current_spec().model_copy(
+        update={"analytics": current_spec().analytics.model_copy(update={"sql": str(tmp_path)})}
+    )
+    (tmp_path / "t.sql").write_text("ALTER TABLE {{db}}.`events` ADD COLUMN x UInt8;\n")
+    with pytest.raises(DdlError, match="ALTER"):
+        build_schema(spec)
+    (tmp_path / "t.sql").write_text("SELECT 1;\n")
+    with pytest.raises(DdlError, match="unsupported"):
+        build_schema(spec)
+    (tmp_path / "t.sql").unlink()
+    (tmp_path / "derived").mkdir()
+    (tmp_path / "derived" / "nope.sql").write_text("SELECT * FROM {{db}}.`events`\n")
+    with pytest.raises(DdlError, match="no table nope"):
+        build_schema(spec)
+
+
+def test_the_ddl_checksum_changes_with_the_types() -> None:
+    spec = load_spec(SHOP_SPEC)
+    untyped = build_schema(spec)
+    typed = build_schema(spec, {"shop.accounts": {"id": "int8", "email": "text"}})
+    assert untyped.versioned["account_state"] != typed.versioned["account_state"]
+    assert untyped.versioned["order_state"] == typed.versioned["order_state"]
 
 
 def test_engine_arguments_follow_the_replication_arguments() -> None:
@@ -143,142 +305,3 @@ def test_load_schema_rejects_bad_file_names(tmp_path: Path) -> None:
 def test_unknown_placeholder_is_an_error() -> None:
     with pytest.raises(DdlError):
         render("SELECT {{nope}}", DdlOptions())
-
-
-def test_partition_id_from_a_date_only() -> None:
-    assert partition_id(date(2024, 5, 1)) == "20240501"
-    with pytest.raises(TypeError):
-        partition_id("2024-05-01')--")  # type: ignore[arg-type]
-
-
-def _record(event_type: str, payload: dict[str, Any], **kw: Any) -> EventRecord:
-    base: dict[str, Any] = {
-        "event_id": uuid.UUID(int=7),
-        "event_type": event_type,
-        "schema_version": 1,
-        "aggregate_type": "Document",
-        "aggregate_id": "42",
-        "aggregate_version": 2,
-        "occurred_at": datetime(2024, 5, 1, 10, 0, 0, 123000, tzinfo=UTC),
-        "partition_day": "2024-05-01",
-        "payload": payload,
-        "metadata": {},
-        "position": 99,
-        "topic": "documents.events",
-        "kafka_partition": 1,
-        "offset": 17,
-    }
-    base.update(kw)
-    return EventRecord(**base)
-
-
-def test_flatten_document_uploaded() -> None:
-    row = flatten(
-        _record(
-            "DocumentUploaded",
-            {
-                "document_id": 42,
-                "customer_id": 3,
-                "title": "x",
-                "category": "invoice",
-                "mime_type": "application/pdf",
-                "size_bytes": 1234,
-                "page_count": 2,
-                "attributes": {},
-            },
-        )
-    )
-    assert set(row) == set(COLUMNS)
-    assert row["event_id"] == uuid.UUID(int=7).bytes
-    assert row["partition_day"] == date(2024, 5, 1)
-    assert (row["customer_id"], row["document_id"], row["page_id"], row["job_id"]) == (3, 42, 0, 0)
-    assert row["status"] == "uploaded"
-    assert (row["category"], row["size_bytes"], row["page_count"]) == ("invoice", 1234, 2)
-    assert row["duration_ms"] is None and row["confidence"] is None
-    assert (row["source_topic"], row["kafka_partition"], row["kafka_offset"]) == (
-        "documents.events",
-        1,
-        17,
-    )
-
-
-def test_flatten_job_and_page_and_bad_values() -> None:
-    job = flatten(
-        _record(
-            "ProcessingJobFailed",
-            {
-                "job_id": 5,
-                "document_id": 42,
-                "service": "ocr",
-                "status": "failed",
-                "duration_ms": 61_000,
-                "error": "timeout",
-            },
-            aggregate_type="ProcessingJob",
-        )
-    )
-    assert (job["job_id"], job["service"], job["status"], job["duration_ms"], job["error"]) == (
-        5,
-        "ocr",
-        "failed",
-        61_000,
-        "timeout",
-    )
-    started = flatten(_record("ProcessingJobStarted", {"job_id": 5, "attempt": 2}))
-    assert (started["status"], started["attempt"]) == ("started", 2)
-    page = flatten(
-        _record(
-            "OcrPageExtracted",
-            {"page_id": 9, "document_id": 42, "page_number": 1, "text": "héllo", "confidence": 0.5},
-        )
-    )
-    assert (page["page_id"], page["text_length"], page["confidence"]) == (9, 5, 0.5)
-    bad = flatten(
-        _record(
-            "ProcessingJobCompleted",
-            {
-                "job_id": -1,
-                "document_id": "x",
-                "duration_ms": -5,
-                "attempt": 10**9,
-                "confidence": True,
-            },
-        )
-    )
-    assert (bad["job_id"], bad["document_id"], bad["duration_ms"], bad["attempt"]) == (
-        0,
-        0,
-        None,
-        0,
-    )
-    assert bad["confidence"] is None
-
-
-def test_flatten_converts_times_to_utc() -> None:
-    cet = timezone(timedelta(hours=2))
-    row = flatten(
-        _record("DocumentStatusChanged", {}, occurred_at=datetime(2024, 5, 1, 12, tzinfo=cet))
-    )
-    assert row["occurred_at"] == datetime(2024, 5, 1, 10, tzinfo=UTC)
-    naive = flatten(_record("DocumentStatusChanged", {}, occurred_at=datetime(2024, 5, 1, 12)))
-    assert naive["occurred_at"] == datetime(2024, 5, 1, 12, tzinfo=UTC)
-
-
-def test_columns_buffer_to_arrow() -> None:
-    buffer = EventColumns()
-    buffer.extend(
-        _record(
-            "DocumentStatusChanged",
-            {"document_id": i, "status": "processed"},
-            event_id=uuid.UUID(int=i),
-        )
-        for i in range(1, 4)
-    )
-    assert len(buffer) == 3
-    assert buffer.event_ids()[0] == uuid.UUID(int=1).bytes
-    table = buffer.take()
-    assert len(buffer) == 0
-    assert table.schema == EVENTS_SCHEMA
-    assert table.num_rows == 3
-    assert table.column("document_id").to_pylist() == [1, 2, 3]
-    assert to_arrow([]).num_rows == 0

@@ -1,8 +1,8 @@
-"""A synthetic day of contract envelopes, published like the outbox relay does (tests, bench).
+"""A synthetic day of the sample's contract envelopes, published like the outbox relay does.
 
-The events follow strangler.migration.events (same types, payload fields and topics), with
-deterministic ids, so a test can publish a day, record its offset ranges and check what the
-analytics sink made of it without running the whole migration first.
+For tests and benches: the events follow the sample spec (same types, payload fields, topics
+and event metadata), with deterministic ids, so a test can publish a day, record its offset
+ranges and check what the analytics sink made of it without running the whole migration first.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from strangler.migration.events import TOPICS
 from strangler.migration.kafka_clients import KafkaClients
 from strangler.migration.kafka_records import EventRecord, OffsetRange, envelope, headers
+from strangler.spec import current_spec
 
 _NS = uuid.UUID("6f1c1a52-5d0e-4c1e-9a55-0c8f6a1b2c3d")
 SERVICES = ("ocr", "classification", "thumbnail")
@@ -231,6 +232,8 @@ def publish_day(
     """
     key = day.isoformat()
     topics = [kafka.topic(t) for t in TOPICS.values()]
+    spec = current_spec()
+    tables = {a.name: a.source.table for a in spec.aggregates}
     committed = kafka.consumer(f"watermarks-{uuid.uuid4().hex[:8]}")
     uncommitted = kafka.consumer(
         f"watermarks-{uuid.uuid4().hex[:8]}", **{"isolation.level": "read_uncommitted"}
@@ -255,7 +258,11 @@ def publish_day(
                     occurred_at=e.occurred_at,
                     partition_day=key,
                     payload=e.payload,
-                    metadata={},
+                    metadata={
+                        "source_table": tables[e.aggregate_type],
+                        "source_id": e.aggregate_id,
+                        "partition_day": key,
+                    },
                     position=e.position,
                 ),
                 headers=_headers(e, key),
