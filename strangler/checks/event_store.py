@@ -145,7 +145,7 @@ def check_monolith_accounted(
     """
     started = time.monotonic()
     spec = spec or current_spec()
-    window = source.Window.for_key(partition_key)
+    window = source.Window.for_key(partition_key, spec.estate)
     aggregates = spec.reference if window.is_reference else spec.daily
     reader = monolith or conn
     per_table: dict[str, dict[str, int]] = {}
