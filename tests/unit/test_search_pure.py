@@ -1,4 +1,5 @@
-"""Pure parts of the search sink: chunking, pooling, the cache, folding events into objects."""
+"""Pure parts of the search sink: the declaration from a spec (types, references, tenants),
+chunking, pooling, the cache, folding events into objects (merge, deletes, folded rows)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
+from weaviate.classes.config import DataType
 
 from strangler.migration.kafka_records import EventRecord
 from strangler.search.chunking import chunk_text, pool
 from strangler.search.embedding_cache import CachedEncoder, EmbeddingCache
-from strangler.search.objects import DayFold, object_uuid, vector_text
-from strangler.search.schema import CollectionNames
+from strangler.search.objects import DayFold, object_uuid, render
+from strangler.search.schema import (
+    CollectionDecl,
+    CollectionNames,
+    SearchDeclarationError,
+    declare,
+    property_type,
+)
+from strangler.spec import parse_spec
+from strangler.spec.models import EstateSpec
 
 
 def _words(text: str, **_: Any) -> dict[str, Any]:
@@ -68,20 +79,166 @@ def test_cache_encodes_identical_texts_once_and_rerun_costs_nothing(tmp_path: Pa
     assert cache.count() == 3
 
 
+SPEC = """
+version: 1
+estate: {name: blog, first_partition: 2025-01-01}
+aggregates:
+  - name: Team
+    source: {table: teams, primary_key: [id]}
+    partitioning: {reference: true}
+    topic: teams
+  - name: Author
+    source: {table: authors, primary_key: [id]}
+    partitioning: {time_column: joined_at}
+    topic: authors
+    parents:
+      - {aggregate: Team, columns: [team_code]}
+    events:
+      named:
+        - {type: AuthorRenamed, when: "true", at: joined_at, fields: {id: id, name: name}}
+    search:
+      text: "{name} writes about {topic}"
+      properties: [name, topic, joined_at, tags, karma, profile, team_code]
+      tenant: team_code
+  - name: Post
+    source: {table: posts, primary_key: [author_id, post_no]}
+    partitioning: {parent: Author}
+    topic: posts
+    parents:
+      - {aggregate: Author, columns: [author_id]}
+    search:
+      text: "{title}: {body}"
+      tenant: {parent: Author}
+      chunking: {max_tokens: 64, overlap: 4}
+      queries:
+        - {text: cooking, expect: {kind: recipe}, min_precision: 0.5}
+  - name: Comment
+    source: {table: comments, primary_key: [author_id, post_no, n]}
+    partitioning: {parent: Post}
+    fold_into: Post
+    parents:
+      - {aggregate: Post, columns: [author_id, post_no]}
+    search:
+      text: "{body}"
+      references: true
+      tenant: {parent: Post}
+"""
+COLUMNS = {
+    "Author": {
+        "id": "int8",
+        "name": "text",
+        "topic": "mood",
+        "joined_at": "timestamptz",
+        "tags": "_text",
+        "karma": "numeric",
+        "profile": "jsonb",
+        "team_code": "bpchar",
+    },
+    "Post": {
+        "author_id": "int8",
+        "post_no": "int4",
+        "title": "text",
+        "body": "text",
+        "kind": "text",
+        "id": "uuid",
+    },
+    "Comment": {"author_id": "int8", "post_no": "int4", "n": "int2", "body": "text"},
+}
+DAY = "2025-01-02"
+
+
+def _spec(text: str = SPEC) -> EstateSpec:
+    return parse_spec(text)
+
+
+def _decls(multi_tenancy: bool = False) -> dict[str, CollectionDecl]:
+    decls = declare(_spec(), CollectionNames("t1"), COLUMNS, multi_tenancy=multi_tenancy)
+    return {d.aggregate: d for d in decls}
+
+
+def test_a_collection_per_searchable_aggregate_typed_by_the_one_mapping() -> None:
+    decls = _decls()
+    assert list(decls) == ["Author", "Post", "Comment"]  # parents first; Team has no search:
+    author = decls["Author"]
+    assert author.name == "T1Author"
+    assert author.properties == {
+        "name": DataType.TEXT,
+        "topic": DataType.TEXT,  # an enum: a type the mapping does not know -> text
+        "joined_at": DataType.DATE,
+        "tags": DataType.TEXT_ARRAY,
+        "karma": DataType.TEXT,  # numeric stays exact text
+        "profile": DataType.TEXT,  # json -> text of its JSON
+        "team_code": DataType.TEXT,
+    }
+    assert author.json_text == {"topic", "profile"}
+    assert author.upsert_events == {"AuthorImported", "AuthorChanged", "AuthorRenamed"}
+    assert author.delete_events == {"AuthorDeleted"}
+    assert author.references == ()  # Team is not searchable
+    assert author.tenant_field == "team_code" and not author.multi_tenant
+    # Default properties: every field but Weaviate's reserved `id` (source_id holds the key).
+    post = decls["Post"]
+    assert set(post.properties) == {"author_id", "post_no", "title", "body", "kind"}
+    assert post.properties["author_id"] == DataType.INT
+    (ref,) = post.references
+    assert (ref.name, ref.target_collection, ref.fields) == ("author", "T1Author", ("author_id",))
+    assert post.tenant_parent == "Author" and (post.max_tokens, post.chunk_overlap) == (64, 4)
+    comment = decls["Comment"]
+    assert comment.stream_type == "Post" and comment.upsert_events == {
+        "CommentImported",
+        "CommentChanged",
+    }
+    assert comment.references[0].fields == ("author_id", "post_no")
+    assert comment.references[0].name == "post"
+    assert all(d.multi_tenant for d in _decls(multi_tenancy=True).values())
+
+
+def test_property_types() -> None:
+    assert property_type("int4") == DataType.INT
+    assert property_type("float8") == DataType.NUMBER
+    assert property_type("bool") == DataType.BOOL
+    assert property_type("uuid") == DataType.UUID
+    assert property_type("date") == DataType.TEXT
+    assert property_type("_int8") == DataType.INT_ARRAY
+    assert property_type("_jsonb") is None
+    assert property_type("geometry") is None
+    assert property_type("numeric", "number") == DataType.NUMBER
+    assert property_type(None) is None
+
+
+def test_a_search_block_that_cannot_be_a_collection_is_refused() -> None:
+    with pytest.raises(SearchDeclarationError, match="not carry"):
+        declare(_spec(SPEC.replace("[name, topic,", "[nom, topic,")), CollectionNames(), COLUMNS)
+    with pytest.raises(SearchDeclarationError, match="cannot be a Weaviate property"):
+        declare(_spec(SPEC.replace("[name, topic,", "[id, topic,")), CollectionNames(), COLUMNS)
+    with pytest.raises(SearchDeclarationError, match="not stored properties"):
+        declare(
+            _spec(SPEC.replace("{kind: recipe}", "{genre: recipe}")), CollectionNames(), COLUMNS
+        )
+    with pytest.raises(SearchDeclarationError, match="no column types"):
+        declare(_spec(), CollectionNames(), {**COLUMNS, "Post": {}})
+
+
 def _rec(
-    atype: str, aid: int, version: int, etype: str, payload: dict[str, Any], day: str = "2025-01-02"
+    stream: str,
+    stream_id: str,
+    version: int,
+    etype: str,
+    payload: dict[str, Any],
+    *,
+    source_id: str | None = None,
+    day: str = DAY,
 ) -> EventRecord:
     return EventRecord(
-        event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{atype}{aid}{version}"),
+        event_id=uuid.uuid5(uuid.NAMESPACE_URL, f"{stream}{stream_id}{version}{etype}{source_id}"),
         event_type=etype,
         schema_version=1,
-        aggregate_type=atype,
-        aggregate_id=str(aid),
+        aggregate_type=stream,
+        aggregate_id=stream_id,
         aggregate_version=version,
         occurred_at=datetime(2025, 1, 2, tzinfo=UTC),
         partition_day=day,
         payload=payload,
-        metadata={},
+        metadata={"source_id": source_id or stream_id},
         position=version,
         topic="t",
         kafka_partition=0,
@@ -89,59 +246,69 @@ def _rec(
     )
 
 
-def test_fold_latest_state_wins_duplicates_fold_away_orphans_are_reported() -> None:
-    fold = DayFold("2025-01-02")
-    page = {"page_id": 5, "document_id": 3, "page_number": 1, "text": "old", "confidence": 0.5}
-    fixed = {**page, "text": "corrected"}
+def test_fold_merges_state_deletes_remove_folded_rows_are_their_own_objects() -> None:
+    decls = _decls()
+    author = {"id": 9, "name": "Ann", "topic": "food", "team_code": "NL", "profile": {"a": 1}}
+    post = {"author_id": 9, "post_no": 1, "title": "Soup", "body": "Boil water", "kind": "recipe"}
     records = [
+        _rec("Author", "9", 2, "AuthorRenamed", {"id": 9, "name": "Anna"}),
+        _rec("Author", "9", 1, "AuthorImported", author),
+        _rec("Author", "8", 1, "AuthorImported", {**author, "id": 8}),
+        _rec("Author", "8", 2, "AuthorDeleted", {"id": 8}),
+        _rec("Author", "7", 1, "AuthorImported", {**author, "id": 7}, day="2025-01-01"),
+        _rec("Post", "9|1", 1, "PostImported", post),
+        _rec("Post", "9|1", 2, "PostChanged", {"body": "Boil salted water"}),
+        # Comments travel in their post's stream; their row is the metadata's source_id.
         _rec(
-            "Document",
+            "Post",
+            "9|1",
             3,
-            1,
-            "DocumentUploaded",
-            {
-                "document_id": 3,
-                "customer_id": 9,
-                "title": "T",
-                "category": "invoice",
-                "page_count": 1,
-            },
+            "CommentImported",
+            {"author_id": 9, "post_no": 1, "n": 1, "body": "Yum"},
+            source_id="9|1|1",
         ),
-        _rec("Document", 3, 2, "DocumentStatusChanged", {"document_id": 3, "status": "processed"}),
-        _rec("OcrPage", 5, 2, "OcrPageCorrected", fixed),
-        _rec("OcrPage", 5, 1, "OcrPageExtracted", page),
-        _rec("Document", 4, 2, "DocumentStatusChanged", {"document_id": 4, "status": "failed"}),
         _rec(
-            "Customer",
-            9,
-            1,
-            "CustomerRegistered",
-            {"customer_id": 9, "name": "A"},
-            day="2025-01-01",
+            "Post",
+            "9|1",
+            4,
+            "CommentImported",
+            {"author_id": 9, "post_no": 1, "n": 2, "body": "Meh"},
+            source_id="9|1|2",
         ),
+        _rec("Post", "9|1", 5, "CommentDeleted", {}, source_id="9|1|2"),
+        _rec("Other", "1", 1, "Unrelated", {"x": 1}),
     ]
-    fold.add(records)
-    fold.add(records[:2])  # Kafka redelivery
-    objects, skipped = fold.objects()
-    assert fold.duplicates == 2
-    (doc,) = objects["Document"]
-    assert doc.properties["status"] == "processed"
-    assert doc.references == {"customer": object_uuid("Customer", 9)}
-    assert doc.uuid == object_uuid("Document", "3")
-    (p,) = objects["OcrPage"]
-    assert p.properties["text"] == "corrected" and p.properties["day"] == "2025-01-02"
-    assert p.references == {"document": object_uuid("Document", 3)}
-    assert objects["Customer"] == []  # another day's event is not this day's object
-    assert [(s.aggregate_type, s.aggregate_id) for s in skipped] == [("Document", "4")]
+    with DayFold(DAY, list(decls.values())) as fold:
+        fold.add(records)
+        fold.add(records[:2])  # Kafka redelivery
+        assert fold.duplicates == 2
+        (a,) = fold.stream("Author")  # 8 was deleted, 7 is another day's
+        assert a.properties["name"] == "Anna" and a.properties["topic"] == "food"
+        assert a.properties["profile"] == '{"a": 1}'  # text of its JSON
+        assert a.properties["day"] == DAY and a.properties["source_id"] == "9"
+        assert a.text == "Anna writes about food" and a.tenant_key == "NL"
+        assert a.uuid == object_uuid("Author", "9")
+        (p,) = fold.stream("Post")
+        assert p.properties["body"] == "Boil salted water" and p.properties["kind"] == "recipe"
+        assert p.references == {"author": object_uuid("Author", "9")}
+        assert p.parents == {"Author": "9"}
+        (c,) = fold.stream("Comment")
+        assert c.row_id == "9|1|1" and c.uuid == object_uuid("Comment", "9|1|1")
+        assert c.references == {"post": object_uuid("Post", "9|1")}
+        assert [r for r, _ in fold.keys("Comment", deleted=True)] == ["9|1|2"]
+        assert fold.count("Author") == 1
+        # A deleted parent still has a state (its children's tenant).
+        assert fold.states("Author", ["8", "9", "1"])["8"]["team_code"] == "NL"
 
 
-def test_vector_text_and_names() -> None:
+def test_render_and_names() -> None:
     assert (
-        vector_text("Document", {"title": "Invoice 1", "category": "bank_statement"})
-        == "Invoice 1 (bank statement)"
+        render("{title} ({category})", {"title": "Invoice 1", "category": None}) == "Invoice 1 ()"
     )
-    assert CollectionNames("t1").document == "T1Document"
-    assert CollectionNames().ocr_page == "OcrPage"
+    assert render("{n} x {sku}", {"n": 2, "sku": "A"}) == "2 x A"
+    assert render("{tags}", {"tags": ["a", "b"]}) == '["a", "b"]'
+    assert CollectionNames("t1").of("Post") == "T1Post"
+    assert CollectionNames().of("Post") == "Post"
 
 
 def test_ffn_output_matmuls_picks_only_feed_forward_output_projections() -> None:
@@ -189,45 +356,57 @@ def test_ffn_output_matmuls_picks_only_feed_forward_output_projections() -> None
 
 
 def test_tenant_name_is_deterministic_and_validated() -> None:
-    import pytest
+    from strangler.search.tenants import tenant_name
 
-    from strangler.search.tenants import customer_of_tenant, tenant_name
-
-    assert tenant_name(7) == tenant_name("7") == "customer-7"
-    assert tenant_name(0) == "customer-0"
-    assert customer_of_tenant(tenant_name(123456)) == 123456
-    assert re.fullmatch(r"[A-Za-z0-9\-_]{1,64}", tenant_name(10**30))  # Weaviate's tenant rule
-    for bad in (-1, "-1", "07", " 7", "7a", "", None, 1.0, True, "customer-7", 10**31):
+    assert tenant_name(7) == tenant_name("7") == tenant_name(7.0) == "7"
+    assert tenant_name("NL") == "NL" and tenant_name("team_a-1") == "team_a-1"
+    for bad in ("", None, True, "a b", "x" * 65, "Ü", 1.5, {"a": 1}):
         with pytest.raises(ValueError):
             tenant_name(bad)
-    for bad_tenant in ("customer-", "customer-07", "Customer-7", "tenant-7"):
-        with pytest.raises(ValueError):
-            customer_of_tenant(bad_tenant)
 
 
-def test_place_puts_pages_in_their_documents_customer_tenant() -> None:
-    from strangler.search.tenants import place
+def test_tenants_follow_the_parent_chain_and_unresolved_rows_say_why() -> None:
+    from strangler.search.sink import TenantResolver
 
-    fold = DayFold("2025-01-02")
-    doc = {"document_id": 3, "customer_id": 9, "title": "T", "category": "invoice"}
-    fold.add(
-        [
-            _rec("Document", 3, 1, "DocumentUploaded", doc),
-            _rec(
-                "Document", 4, 1, "DocumentUploaded", {**doc, "document_id": 4, "customer_id": None}
-            ),
-            *(
-                _rec("OcrPage", pid, 1, "OcrPageExtracted", {"page_id": pid, "document_id": did})
-                for pid, did in ((5, 3), (6, 8), (7, 2), (8, None))
-            ),
-        ]
-    )
-    objects, _ = fold.objects()
-    docs = place("Document", objects["Document"], {}, fold.day)
-    assert docs.tenants == {"3": "customer-9"}
-    assert "no customer_id" in docs.unresolved["4"]
-    # Document 3 is of the day; document 8's customer came from the event store; 2 is unknown.
-    pages = place("OcrPage", objects["OcrPage"], {"3": 9, "8": "11", "4": None}, fold.day)
-    assert pages.tenants == {"5": "customer-9", "6": "customer-11"}
-    assert "document 2" in pages.unresolved["7"] and "event store" in pages.unresolved["7"]
-    assert "no document_id" in pages.unresolved["8"]
+    decls = _decls(multi_tenancy=True)
+    records = [
+        _rec("Author", "9", 1, "AuthorImported", {"id": 9, "name": "A", "team_code": "NL"}),
+        _rec("Author", "8", 1, "AuthorImported", {"id": 8, "name": "B", "team_code": None}),
+        _rec("Author", "6", 1, "AuthorImported", {"id": 6, "name": "C", "team_code": "N L"}),
+        *(
+            _rec("Post", f"{a}|1", 1, "PostImported", {"author_id": a, "post_no": 1, "title": "t"})
+            for a in (9, 8, 5)
+        ),
+        _rec("Post", "0|1", 1, "PostImported", {"author_id": None, "post_no": 1}),
+        _rec(
+            "Post",
+            "9|1",
+            2,
+            "CommentImported",
+            {"author_id": 9, "post_no": 1, "n": 1},
+            source_id="9|1|1",
+        ),
+        _rec(
+            "Post",
+            "8|1",
+            2,
+            "CommentImported",
+            {"author_id": 8, "post_no": 1, "n": 1},
+            source_id="8|1|1",
+        ),
+    ]
+    with DayFold(DAY, list(decls.values())) as fold:
+        fold.add(records)
+        resolver = TenantResolver(None, fold)  # no event store: only the day's rows are known
+        authors = resolver.place(decls["Author"], fold.stream("Author"))
+        assert authors.tenants == {"9": "NL"}
+        assert "has no team_code" in authors.unresolved["8"]
+        assert "tenant name" in authors.unresolved["6"]
+        posts = resolver.place(decls["Post"], fold.stream("Post"))
+        assert posts.tenants == {"9|1": "NL"}
+        assert "has no team_code" in posts.unresolved["8|1"]
+        assert "Author 5 is unknown" in posts.unresolved["5|1"]
+        assert "author_id not set" in posts.unresolved["0|1"]
+        comments = resolver.place(decls["Comment"], fold.stream("Comment"))
+        assert comments.tenants == {"9|1|1": "NL"}  # two levels up
+        assert all(r.endswith("no tenant to put it in") for r in comments.unresolved.values())
