@@ -361,7 +361,11 @@ def target_sql(schema: Schema, target: str, options: DdlOptions) -> list[str]:
 def schema_sql(options: DdlOptions, schema: Schema | None = None) -> list[str]:
     """Every statement that builds the schema from nothing, in order (for review and tests)."""
     schema = schema or default_schema()
-    out = [create_database_sql(options), versions_table_sql(options)]
+    out = [
+        create_database_sql(options),
+        versions_table_sql(options),
+        derived_versions_table_sql(options),
+    ]
     for migration in schema.migrations:
         out.extend(migration_sql(migration, options))
     for target in schema.versioned:

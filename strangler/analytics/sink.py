@@ -29,7 +29,8 @@ import psycopg
 import pyarrow as pa
 from confluent_kafka import Consumer, TopicPartition
 
-from strangler.analytics.ddl import DdlOptions, Schema, apply_schema, build_schema
+from strangler.analytics.ddl import DdlOptions, Schema, apply_schema
+from strangler.analytics.estate_ddl import estate_schema
 from strangler.analytics.swap import (
     EVENTS_TABLE,
     LANDING_SCHEMA,
@@ -40,7 +41,6 @@ from strangler.analytics.swap import (
     partition_storage,
 )
 from strangler.analytics.tracking import ServiceTracker
-from strangler.migration import drift
 from strangler.migration.kafka_records import (
     OffsetRange,
     OffsetsGone,
@@ -109,19 +109,6 @@ class DayResult:
 
 
 PartitionResult = DayResult
-
-
-def column_types(conn: psycopg.Connection[Any], spec: EstateSpec) -> dict[str, dict[str, str]]:
-    """`schema.table` -> column -> Postgres type, from the event store's drift baseline."""
-    return {
-        a.source.qualified: drift.recorded_columns(conn, drift.baseline_table(a))
-        for a in spec.aggregates
-    }
-
-
-def estate_schema(conn: psycopg.Connection[Any], spec: EstateSpec) -> Schema:
-    """The analytics schema of the estate, current-state columns typed by the baseline."""
-    return build_schema(spec, column_types(conn, spec))
 
 
 def _kafka_batches(

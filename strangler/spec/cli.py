@@ -219,9 +219,21 @@ def summary(spec: EstateSpec, aggregate: Aggregate) -> dict[str, Any]:
 def show(
     file: SpecFile = None,
     fmt: Annotated[Format, typer.Option("--format", help="table or json.")] = Format.table,
+    ddl: Annotated[
+        bool, typer.Option("--ddl", help="Print the ClickHouse DDL the spec generates instead.")
+    ] = False,
 ) -> None:
     """Per aggregate: source table, key, partitioning, topic, event types and rules."""
     spec, _, path = _load(file)
+    if ddl:
+        from strangler.analytics.ddl import DdlOptions
+        from strangler.analytics.estate_ddl import ddl_text
+        from strangler.settings import get_settings
+
+        settings = get_settings()
+        options = DdlOptions(settings.clickhouse_database, settings.clickhouse_cluster)
+        typer.echo(ddl_text(spec, options, settings.postgres_url), nl=False)
+        return
     rows = [summary(spec, a) for a in spec.aggregates]
     if fmt is Format.json:
         document = {"file": str(path), "estate": spec.estate.name, "aggregates": rows}

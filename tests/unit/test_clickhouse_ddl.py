@@ -305,3 +305,23 @@ def test_load_schema_rejects_bad_file_names(tmp_path: Path) -> None:
 def test_unknown_placeholder_is_an_error() -> None:
     with pytest.raises(DdlError):
         render("SELECT {{nope}}", DdlOptions())
+
+
+def test_spec_show_ddl_prints_the_generated_and_versioned_ddl() -> None:
+    from typer.testing import CliRunner
+
+    from strangler.analytics.estate_ddl import ddl_text
+    from strangler.cli import app
+
+    text = ddl_text(load_spec(SHOP_SPEC), DdlOptions(database="an"), None)
+    assert "-- version account_state: " in text
+    assert "CREATE TABLE IF NOT EXISTS `an`.`account_state`" in text
+    assert "none recorded yet" in text
+    unreachable = ddl_text(
+        load_spec(SHOP_SPEC), DdlOptions(), "postgresql://nobody@127.0.0.1:1/none"
+    )
+    assert "not readable" in unreachable and "`order_line_state`" in unreachable
+    result = CliRunner().invoke(app, ["spec", "show", "--ddl", str(SHOP_SPEC)])
+    assert result.exit_code == 0, result.output
+    assert "ReplacingMergeTree(_version, _is_deleted)" in result.output
+    assert "`customer_state`" not in result.output
