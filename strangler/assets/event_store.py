@@ -8,6 +8,7 @@ from pydantic import Field
 
 from strangler.assets.monolith import OWNERS, monolith_key
 from strangler.assets.policies import freshness_policy
+from strangler.dagster_preview import range_backfills
 from strangler.migration.partition_run import PartitionResult, RunOptions
 from strangler.migration.ranges import PartitionOutcome, migrate_range
 from strangler.migration.source import REFERENCE
@@ -119,32 +120,34 @@ def migrate_partitions(
 def build_event_store_asset(spec: EstateSpec) -> dg.AssetsDefinition:
     """`event_store/events` for the spec's daily aggregates."""
 
-    @dg.asset(
-        key=["event_store", "events"],
-        deps=[monolith_key(a.source.table) for a in spec.daily],
-        partitions_def=build_partitions(spec),
-        backfill_policy=range_backfill_policy(),
-        group_name="event_store",
-        kinds={"postgres"},
-        owners=OWNERS,
-        code_version=CODE_VERSION,
-        freshness_policy=freshness_policy(),
-        description=(
-            "Domain events (with their outbox rows, in the same transaction) for the monolith rows "
-            "of the partition's day. Deterministic event ids: re-running a day appends nothing "
-            "twice. Dirty rows go to migration_state.failed_entities with the rule broken."
-        ),
-    )
-    def event_store_events(
-        context: dg.AssetExecutionContext,
-        config: EventStoreMigrationConfig,
-        postgres: PostgresResource,
-        monolith: PostgresResource,
-        kafka: KafkaResource,
-    ) -> dg.MaterializeResult:
-        return migrate_partitions(
-            context, spec, run_partition_keys(context), config, postgres, monolith, kafka
+    with range_backfills():  # backfill policies are a Dagster 1.13 beta
+
+        @dg.asset(
+            key=["event_store", "events"],
+            deps=[monolith_key(a.source.table) for a in spec.daily],
+            partitions_def=build_partitions(spec),
+            backfill_policy=range_backfill_policy(),
+            group_name="event_store",
+            kinds={"postgres"},
+            owners=OWNERS,
+            code_version=CODE_VERSION,
+            freshness_policy=freshness_policy(),
+            description=(
+                "Domain events (with their outbox rows, in the same transaction) for the monolith rows "
+                "of the partition's day. Deterministic event ids: re-running a day appends nothing "
+                "twice. Dirty rows go to migration_state.failed_entities with the rule broken."
+            ),
         )
+        def event_store_events(
+            context: dg.AssetExecutionContext,
+            config: EventStoreMigrationConfig,
+            postgres: PostgresResource,
+            monolith: PostgresResource,
+            kafka: KafkaResource,
+        ) -> dg.MaterializeResult:
+            return migrate_partitions(
+                context, spec, run_partition_keys(context), config, postgres, monolith, kafka
+            )
 
     return event_store_events
 

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from strangler.assets.monolith import OWNERS
 from strangler.assets.policies import freshness_policy
+from strangler.dagster_preview import range_backfills
 from strangler.migration.outbox_relay import DayRelay, RelayOptions
 from strangler.migration.ranges import relay_pending
 from strangler.migration.source import REFERENCE
@@ -54,41 +55,43 @@ def build_kafka_topics(spec: EstateSpec, *, reference: bool = False) -> dg.Asset
         return None
     upstream = dg.AssetKey(["event_store", "reference" if reference else "events"])
 
-    @dg.multi_asset(
-        specs=[
-            dg.AssetSpec(
-                key=kafka_topic_key(topic),
-                freshness_policy=freshness_policy(),
-                deps=[upstream],
-                group_name="kafka",
-                kinds={"kafka"},
-                owners=OWNERS,
-                code_version=CODE_VERSION,
-                description=(
-                    f"Topic `{topic}` (key = aggregate id). A partition is published exactly once"
-                    " for read_committed readers; its offsets per Kafka partition are recorded in"
-                    " migration_state.kafka_offset_ranges."
-                ),
-                skippable=True,
-            )
-            for topic in topics
-        ],
-        backfill_policy=None if reference else range_backfill_policy(),
-        partitions_def=None if reference else build_partitions(spec),
-        can_subset=True,
-        name="kafka_reference_topics" if reference else "kafka_topics",
-    )
-    def relay(
-        context: dg.AssetExecutionContext,
-        config: OutboxRelayConfig,
-        postgres: PostgresResource,
-        kafka: KafkaResource,
-    ):  # type: ignore[no-untyped-def]
-        keys = [REFERENCE] if reference else run_partition_keys(context)
-        if len(keys) == 1:
-            yield from _relay(context, config, postgres, kafka, keys[0], topics)
-        else:
-            yield from _relay_range(context, config, postgres, kafka, keys, topics)
+    with range_backfills():  # backfill policies are a Dagster 1.13 beta
+
+        @dg.multi_asset(
+            specs=[
+                dg.AssetSpec(
+                    key=kafka_topic_key(topic),
+                    freshness_policy=freshness_policy(),
+                    deps=[upstream],
+                    group_name="kafka",
+                    kinds={"kafka"},
+                    owners=OWNERS,
+                    code_version=CODE_VERSION,
+                    description=(
+                        f"Topic `{topic}` (key = aggregate id). A partition is published exactly once"
+                        " for read_committed readers; its offsets per Kafka partition are recorded in"
+                        " migration_state.kafka_offset_ranges."
+                    ),
+                    skippable=True,
+                )
+                for topic in topics
+            ],
+            backfill_policy=None if reference else range_backfill_policy(),
+            partitions_def=None if reference else build_partitions(spec),
+            can_subset=True,
+            name="kafka_reference_topics" if reference else "kafka_topics",
+        )
+        def relay(
+            context: dg.AssetExecutionContext,
+            config: OutboxRelayConfig,
+            postgres: PostgresResource,
+            kafka: KafkaResource,
+        ):  # type: ignore[no-untyped-def]
+            keys = [REFERENCE] if reference else run_partition_keys(context)
+            if len(keys) == 1:
+                yield from _relay(context, config, postgres, kafka, keys[0], topics)
+            else:
+                yield from _relay_range(context, config, postgres, kafka, keys, topics)
 
     return relay
 
