@@ -10,7 +10,7 @@ from __future__ import annotations
 import dagster as dg
 from dagster_k8s import k8s_job_executor
 
-from strangler.assets.clickhouse_tables import clickhouse_assets
+from strangler.assets.clickhouse_tables import build_clickhouse_assets
 from strangler.assets.event_store import build_event_store_assets
 from strangler.assets.kafka_topics import build_kafka_assets
 from strangler.assets.monolith import build_monolith_sources
@@ -44,7 +44,7 @@ def build_definitions(spec: EstateSpec, settings: Settings) -> dg.Definitions:
             *build_monolith_sources(spec),
             *build_event_store_assets(spec),
             *build_kafka_assets(spec),
-            *clickhouse_assets,
+            *build_clickhouse_assets(spec),
             *weaviate_assets,
         ],
         asset_checks=[

@@ -24,11 +24,11 @@ def monolith_key(table: str) -> dg.AssetKey:
 
 def _observable(spec: EstateSpec, aggregate: Aggregate) -> dg.SourceAsset:
     qualified = aggregate.source.qualified
-    days = None if aggregate.is_reference else build_partitions(spec)
+    partitions = None if aggregate.is_reference else build_partitions(spec)
 
     @dg.observable_source_asset(
         key=monolith_key(aggregate.source.table),
-        partitions_def=days,
+        partitions_def=partitions,
         group_name="monolith",
         description=(
             f"`{qualified}` in the monolith (read only), the source of `{aggregate.name}`."
@@ -41,10 +41,10 @@ def _observable(spec: EstateSpec, aggregate: Aggregate) -> dg.SourceAsset:
         with monolith.connection() as conn:
             marks = source.day_marks(conn, spec, aggregate)
             conn.rollback()
-        if days is None:  # reference data: one version for the whole table
+        if partitions is None:  # reference data: one version for the whole table
             mark = marks.get(source.REFERENCE, source.DayMark(0, None, 0))
             return dg.DataVersion(mark.version())
-        valid = set(days.get_partition_keys())
+        valid = set(partitions.get_partition_keys())
         return dg.DataVersionsByPartition(
             {day: dg.DataVersion(mark.version()) for day, mark in marks.items() if day in valid}
         )
