@@ -1,7 +1,10 @@
 """`strangler migrate events | kafka | clickhouse | weaviate | all`: Dagster runs of a day range.
 
-Every stage goes through Dagster (one run per day, in the stack's instance, so the UI shows
-them) with a progress bar (rate, ETA). Before launching, the stores the stage needs are asked
+Every stage goes through Dagster (in the stack's instance, so the UI shows the runs) with a
+progress bar (rate, ETA). The days asked for become the estate's partitions (days, or the
+weeks or months holding them); a stage whose asset has a backfill policy materializes them as
+range runs of up to `STRANGLER_MAX_PARTITIONS_PER_RUN` partitions, the same path a Dagster
+backfill takes, others one run per partition. Before launching, the stores the stage needs are asked
 whether they answer, so a stopped service is one line, not a traceback minutes later.
 """
 
@@ -101,6 +104,14 @@ WEAVIATE = Stage(
 STAGES = (EVENTS, KAFKA, CLICKHOUSE, WEAVIATE)
 
 
+def partition_keys(day_list: Sequence[date]) -> list[str]:
+    """The estate's partitions holding these days (a week or month once, by its first day)."""
+    from strangler.spec import current_spec
+
+    estate = current_spec().estate
+    return sorted({estate.partition_start(day).isoformat() for day in day_list})
+
+
 def launch(
     label: str,
     asset: dg.AssetsDefinition,
@@ -108,10 +119,11 @@ def launch(
     op_config: dict[str, Any],
     progress_of: str | None,
 ) -> list[DayRun]:
-    """Materialize `asset` for each day in the stack's instance, with a live progress bar.
+    """Materialize `asset` for the partitions of these days in the stack's instance, with a
+    live progress bar.
 
     With `progress_of` the bar counts rows (the migration's own `migration_runs` progress);
-    without, it counts days. Raises RunFailed (exit 1) when a day's run fails.
+    without, it counts partitions. Raises RunFailed (exit 1) when a run fails.
     """
     import dagster as dg
 
@@ -123,7 +135,8 @@ def launch(
         "ops": {asset.op.name: {"config": op_config}},
         "loggers": {"console": {"config": {"log_level": "INFO"}}},
     }
-    unit = "rows" if progress_of else "days"
+    keys = partition_keys(day_list)
+    unit = "rows" if progress_of else "partitions"
     started = time.monotonic()
     with (
         dg.DagsterInstance.get() as instance,
@@ -136,9 +149,7 @@ def launch(
             console=console,
         ) as progress,
     ):
-        task = progress.add_task(
-            label, total=None if progress_of else len(day_list), rate=f"0 {unit}"
-        )
+        task = progress.add_task(label, total=None if progress_of else len(keys), rate=f"0 {unit}")
 
         def on_progress(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total or None)
@@ -149,14 +160,14 @@ def launch(
             state = "ok" if run.success else "[red]FAILED[/red] (see the run in the UI)"
             progress.console.print(f"{run.partition_key}: run {run.run_id[:8]} {state}")
             if not progress_of:
-                progress.advance(task)
-                per_day = (time.monotonic() - started) / max(progress.tasks[task].completed, 1)
-                progress.update(task, rate=f"{per_day:,.0f} s/day")
+                progress.advance(task, run.partitions)
+                per_key = (time.monotonic() - started) / max(progress.tasks[task].completed, 1)
+                progress.update(task, rate=f"{per_key:,.1f} s/partition")
 
         runs = materialize_days(
             settings,
             [asset],
-            day_list,
+            keys,
             instance,
             run_config=run_config,
             progress_of=progress_of,
@@ -183,7 +194,7 @@ SUMMARY_FIGURES = (
 def summarize(runs: list[DayRun]) -> None:
     """The figures of each day's materializations; RunFailed when any run failed."""
     table = Table(title="materializations")
-    for column in ("day", "run", "ok", "asset", "figures"):
+    for column in ("partitions", "run", "ok", "asset", "figures"):
         table.add_column(column)
     for run in runs:
         for key, meta in run.metadata.items():
@@ -205,20 +216,20 @@ def preview(stage: Stage, day_list: Sequence[date]) -> None:
     settings = get_settings()
     password = settings.postgres_password.get_secret_value() if settings.postgres_password else None
     table = Table(title=f"{stage.label}: dry run, nothing launched")
-    for column in ("day", "events in the event store", "relayed to Kafka (offsets)"):
+    for column in ("partition", "events in the event store", "relayed to Kafka (offsets)"):
         table.add_column(column)
     with psycopg.connect(settings.postgres_url, password=password) as conn:
-        for day in day_list:
+        for key in partition_keys(day_list):
             events = conn.execute(
-                "SELECT count(*) FROM eventstore.outbox WHERE partition_day = %s", (day,)
+                "SELECT count(*) FROM eventstore.outbox WHERE partition_key = %s", (key,)
             ).fetchone()
             relayed = conn.execute(
                 "SELECT coalesce(sum(end_offset - start_offset), 0)"
                 " FROM migration_state.kafka_offset_ranges WHERE partition_key = %s",
-                (day.isoformat(),),
+                (key,),
             ).fetchone()
             table.add_row(
-                day.isoformat(),
+                key,
                 str(events[0] if events else 0),
                 str(relayed[0] if relayed else 0),
             )

@@ -9,11 +9,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 import dagster as dg
 import psycopg
+from dagster._core.storage.tags import (  # the tags a range run carries; no public names
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 from strangler.checks.partition_live import partition_live
 from strangler.resources.factory import build_resources
@@ -26,7 +29,10 @@ class DayRun:
     run_id: str
     success: bool
     metadata: dict[str, dict[str, Any]]
-    """Per asset key (user string): its materialization metadata, as plain values."""
+    """Per asset key (user string; `<key> <partition>` in a range run): its materialization
+    metadata, as plain values."""
+    partitions: int = 1
+    """Partitions the run materialized (a range run: more than one)."""
 
 
 def _plain(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -44,10 +50,27 @@ def _progress(conninfo: str, migration_like: str, keys: Sequence[str]) -> tuple[
     return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
+def runs_of(keys: Sequence[str], per_run: int) -> list[list[str]]:
+    """The partition keys split into runs of at most `per_run` consecutive keys."""
+    return [list(keys[i : i + per_run]) for i in range(0, len(keys), per_run)]
+
+
+def per_run(assets: Sequence[dg.AssetsDefinition]) -> int:
+    """Partitions per run the assets' backfill policies allow together (1 without a policy:
+    an asset that cannot loop over a range gets one run per partition)."""
+    limits = []
+    for asset in assets:
+        policy = asset.backfill_policy
+        if policy is None:
+            return 1
+        limits.append(policy.max_partitions_per_run or 1_000_000)
+    return min(limits, default=1)
+
+
 def materialize_days(
     settings: Settings,
     assets: Sequence[dg.AssetsDefinition],
-    days: Sequence[date],
+    keys: Sequence[str],
     instance: dg.DagsterInstance,
     *,
     run_config: dg.RunConfig | dict[str, Any] | None = None,
@@ -56,15 +79,16 @@ def materialize_days(
     on_day: Callable[[DayRun], None] | None = None,
     tags: dict[str, str] | None = None,
 ) -> list[DayRun]:
-    """One run per day (per-partition history and checks stay intact), failing fast.
+    """Materialize the partitions `keys`, failing fast: a range of them per run where the
+    assets' backfill policies allow it (per-partition metadata and check results stay
+    intact), else one run per partition.
 
-    Each run also evaluates the assets' `live` checks, so a day a rollback emptied reads as live
-    again once it is re-materialized.
+    Each run also evaluates the assets' `live` checks, so a partition a rollback emptied reads
+    as live again once it is re-materialized.
     """
     resources = build_resources(settings)
     selected = [key for asset in assets for key in asset.keys]
     runs: list[DayRun] = []
-    keys = [d.isoformat() for d in days]
     stop = threading.Event()
 
     def poll() -> None:
@@ -75,24 +99,42 @@ def materialize_days(
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
     try:
-        for key in keys:
+        for chunk in runs_of(keys, per_run(assets)):
+            one = len(chunk) == 1
             result = dg.materialize(
                 [*assets, partition_live],
                 selection=selected,
-                partition_key=key,
+                partition_key=chunk[0] if one else None,
                 instance=instance,
                 resources=resources,
                 run_config=run_config,
-                tags=tags or {},
+                tags={
+                    **(tags or {}),
+                    **(
+                        {}
+                        if one
+                        else {
+                            ASSET_PARTITION_RANGE_START_TAG: chunk[0],
+                            ASSET_PARTITION_RANGE_END_TAG: chunk[-1],
+                        }
+                    ),
+                },
                 raise_on_error=False,
             )
             metadata: dict[str, dict[str, Any]] = {}
             for event in result.get_asset_materialization_events():
                 materialization = event.step_materialization_data.materialization
-                metadata[materialization.asset_key.to_user_string()] = _plain(
-                    dict(materialization.metadata)
-                )
-            run = DayRun(key, result.run_id, result.success, metadata)
+                name = materialization.asset_key.to_user_string()
+                if not one:
+                    name = f"{name} {materialization.partition}"
+                metadata[name] = _plain(dict(materialization.metadata))
+            run = DayRun(
+                chunk[0] if one else f"{chunk[0]}..{chunk[-1]}",
+                result.run_id,
+                result.success,
+                metadata,
+                len(chunk),
+            )
             runs.append(run)
             if on_day:
                 on_day(run)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from strangler.dagster_preview import partitioned_checks
-from strangler.partitions import daily_partitions
+from strangler.partitions import daily_partitions, log_check_evaluations, run_partition_keys
 from strangler.rollback.asset_keys import ALL_SERVICES, asset_keys_for
 from strangler.rollback.liveness import Liveness, RollbackMark, liveness
 
@@ -80,7 +80,22 @@ def live_evaluation(key: dg.AssetKey, partition: str, state: Liveness) -> dg.Ass
 
 @dg.multi_asset_check(specs=LIVE_SPECS, can_subset=True, name="partition_live")
 def partition_live(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
-    partition = context.partition_key
+    keys = run_partition_keys(context)
+    if len(keys) > 1:  # a range run: each partition's result under its own partition
+        log_check_evaluations(
+            context,
+            [
+                live_evaluation(
+                    check_key.asset_key,
+                    key,
+                    partition_liveness(context.instance, check_key.asset_key, key),
+                )
+                for key in keys
+                for check_key in sorted(context.selected_asset_check_keys, key=str)
+            ],
+        )
+        return
+    partition = keys[0]
     for check_key in sorted(context.selected_asset_check_keys, key=str):
         state = partition_liveness(context.instance, check_key.asset_key, partition)
         yield dg.AssetCheckResult(
