@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import resource
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -48,3 +51,40 @@ def page_texts(n: int, seed: int = 7) -> list[str]:
             )
         )
     return texts
+
+
+class PeakRss:
+    """Peak resident set size while the block runs (sampled every `interval` seconds)."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.start = self.peak = _rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="peak-rss", daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, _rss())
+
+    def __enter__(self) -> PeakRss:
+        self.start = self.peak = _rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss())
+
+    @property
+    def rise(self) -> int:
+        return self.peak - self.start
+
+
+def _rss() -> int:
+    """Current RSS in bytes (Linux /proc; elsewhere the process's lifetime peak)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
