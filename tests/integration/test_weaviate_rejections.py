@@ -28,6 +28,7 @@ from tests.integration.test_weaviate_sink import (
     DAY,
     DOCS,
     PAGES,
+    SPEC,
     Day,
     _meta,
     materialize_day,
@@ -58,9 +59,10 @@ def test_rejected_reference_is_recorded_with_weaviates_message(
 ) -> None:
     day, resources, run_config, names = env
     # An older Document collection: declared properties, but no `customer` reference.
-    with weaviate_resource.client() as client:
-        spec = next(s for s in schema.declared(names) if s.name == names.document)
-        schema._create(client, dataclasses.replace(spec, references={}), SchemaOptions())
+    with weaviate_resource.client() as client, psycopg.connect(day.postgres_url) as conn:
+        decls = schema.declare_from_store(conn, SPEC, names)
+        older = next(d for d in decls if d.aggregate == "Document")
+        schema._create(client, dataclasses.replace(older, references=()), SchemaOptions())
     day.publish(day.events(DOCS, PAGES, bad_page=False))
 
     result = materialize_day(resources, run_config, with_checks=False)
@@ -78,14 +80,14 @@ def test_rejected_reference_is_recorded_with_weaviates_message(
             "SELECT source_key, rule, reason, partition_key, payload"
             " FROM migration_state.failed_entities WHERE migration = %s AND source_table = %s"
             " ORDER BY source_key::int",
-            (MIGRATION, names.document),
+            (MIGRATION, names.of("Document")),
         ).fetchall()
         assert [r[0] for r in rows] == [str(k) for k in sorted(DOCS)]
         for key, rule, reason, partition_key, payload in rows:
             assert rule == "reference_rejected" and partition_key == DAY
             # Weaviate's own words, naming the property and the collection.
             assert "property customer does not exist" in reason, reason
-            assert names.document in reason, reason
+            assert names.of("Document") in reason, reason
             assert payload["references"] == {"customer": str(object_uuid("Customer", 7))}
             assert payload["document_id"] == int(key)
         failed_events = conn.execute(

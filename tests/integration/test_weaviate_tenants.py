@@ -1,8 +1,10 @@
-"""Multi-tenancy (a tenant per customer) against real Weaviate, Kafka, Postgres and the model.
+"""Multi-tenancy on the sample's spec (documents in the tenant their `customer_id` names, pages
+in their document's) against real Weaviate, Kafka, Postgres and the model.
 
 The first tests publish contract envelopes to Kafka and materialize the Dagster assets with
 multi-tenancy on; the last one migrates a seeded monolith through the event store and Kafka and
-runs the consistency checks and the semantic-search check on the tenants.
+runs the consistency checks and the semantic-search check on the tenants. The shop's tenant
+chain (country -> account -> order -> order line) is in test_weaviate_shop.py.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ import pytest
 from weaviate.classes.query import Filter, QueryReference
 
 from strangler.assets.weaviate_collections import cached_encoder
-from strangler.checks.weaviate import check_weaviate_day
-from strangler.migration.events import TOPICS
+from strangler.checks.weaviate import check_weaviate_partition
 from strangler.migration.outbox_relay import DayRelay
 from strangler.migration.partition_run import PartitionMigration, RunOptions
 from strangler.resources.clickhouse import ClickHouseResource
@@ -35,16 +36,24 @@ from strangler.rollback.snapshot import SnapshotResult, _snapshot_weaviate
 from strangler.rollback.stores import weaviate_counts
 from strangler.rollback.targets import Targets
 from strangler.rollback.undo import _restore_weaviate
-from strangler.search.objects import object_uuid
+from strangler.search.objects import DayFold, object_uuid
 from strangler.search.quality import QualityOptions, check_day
-from strangler.search.schema import CollectionNames, SchemaOptions, drop, ensure_schema
-from strangler.search.sink import SinkOptions, _document_customers, read_day, run_day
+from strangler.search.schema import (
+    CollectionNames,
+    SchemaOptions,
+    declare_from_store,
+    drop,
+    ensure_schema,
+)
+from strangler.search.sink import SinkOptions, TenantResolver, read_day, run_day
 from strangler.search.tenants import is_multi_tenant, tenant_name
 from strangler.search.tracking import MIGRATION
 
 from .migration_helpers import ensure_test_topics, seeded_database
 from .test_weaviate_sink import (
     DAY,
+    SPEC,
+    TOPICS,
     Day,
     _event,
     _meta,
@@ -120,7 +129,7 @@ def _placement(wv: WeaviateResource, names: CollectionNames) -> dict[str, dict[s
     """uuid -> tenant, properties (no load token) and vector, over every tenant."""
     out: dict[str, dict[str, Any]] = {}
     with wv.client() as client:
-        customers = client.collections.get(names.customer)
+        customers = client.collections.get(names.of("Customer"))
         assert not is_multi_tenant(customers)
         for o in customers.iterator(include_vector=True):
             out[str(o.uuid)] = _entry(None, o)
@@ -170,10 +179,10 @@ def test_each_customer_is_a_tenant_reruns_converge_and_deletes_reach_the_tenant(
         row = conn.execute(
             "SELECT rule, reason, partition_key FROM migration_state.failed_entities"
             " WHERE migration = %s AND source_table = %s AND source_key = %s",
-            (MIGRATION, names.ocr_page, str(ORPHAN_PAGE)),
+            (MIGRATION, names.of("OcrPage"), str(ORPHAN_PAGE)),
         ).fetchone()
     assert row is not None and row[0] == "tenant_unresolved" and row[2] == DAY
-    assert "document 555" in row[1], row[1]
+    assert "Document 555 is unknown" in row[1], row[1]
 
     # Re-running the unchanged day: the same objects in the same tenants, no model time.
     second = materialize_day(resources, run_config, with_checks=False)
@@ -194,7 +203,7 @@ def test_each_customer_is_a_tenant_reruns_converge_and_deletes_reach_the_tenant(
     gone = {str(object_uuid("Document", 6)), str(object_uuid("OcrPage", 16))}
     assert after == {k: v for k, v in placed.items() if k not in gone}
     with weaviate_resource.client() as client:
-        tenant8 = client.collections.get(names.document).with_tenant(tenant_name(8))
+        tenant8 = client.collections.get(names.of("Document")).with_tenant(tenant_name(8))
         assert tenant8.query.fetch_object_by_id(object_uuid("Document", 6)) is None
 
 
@@ -209,7 +218,7 @@ def test_references_resolve_within_the_tenant(
     assert _meta(result, "Document")["dangling_references"] == 0
     assert _meta(result, "OcrPage")["dangling_references"] == 0
     with weaviate_resource.client() as client:
-        pages = client.collections.get(names.ocr_page).with_tenant(tenant_name(8))
+        pages = client.collections.get(names.of("OcrPage")).with_tenant(tenant_name(8))
         page = pages.query.fetch_object_by_id(
             object_uuid("OcrPage", 14),
             return_references=QueryReference(link_on="document", return_properties=["title"]),
@@ -219,7 +228,7 @@ def test_references_resolve_within_the_tenant(
         assert doc.uuid == object_uuid("Document", 4)
         # Document -> Customer points into the single-tenant collection; Weaviate 1.39 filters on
         # such a reference but cannot resolve it in a tenant query (weaviate/weaviate#7281).
-        documents = client.collections.get(names.document)
+        documents = client.collections.get(names.of("Document"))
         for cid in CUSTOMERS:
             linked = documents.with_tenant(tenant_name(cid)).query.fetch_objects(
                 filters=Filter.by_ref("customer").by_id().equal(object_uuid("Customer", cid)),
@@ -228,21 +237,22 @@ def test_references_resolve_within_the_tenant(
             assert sorted(o.properties["document_id"] for o in linked.objects) == sorted(
                 d for d, v in DOCS.items() if v[0] == cid
             )
-        customer = client.collections.get(names.customer).query.fetch_object_by_id(
+        customer = client.collections.get(names.of("Customer")).query.fetch_object_by_id(
             object_uuid("Customer", 8)
         )
         assert customer is not None and customer.properties["name"] == "Nordic Freight AS"
         # Another customer's tenant does not see the page.
-        other = client.collections.get(names.ocr_page).with_tenant(tenant_name(7))
+        other = client.collections.get(names.of("OcrPage")).with_tenant(tenant_name(7))
         assert other.query.fetch_object_by_id(object_uuid("OcrPage", 14)) is None
         # A single-tenant setting against the multi-tenant collections is drift, not a crash.
-        report = ensure_schema(client, names, SchemaOptions(multi_tenancy=False))
-        assert sorted(report.existing) == sorted([names.customer, names.document, names.ocr_page])
+        with psycopg.connect(day.postgres_url) as conn:
+            single = declare_from_store(conn, SPEC, names, multi_tenancy=False)
+        report = ensure_schema(client, single, SchemaOptions(multi_tenancy=False))
+        assert sorted(report.existing) == sorted(names.of(a) for a in TOPICS)
         assert [d for d in report.drift if "multi-tenancy" in d] == [
-            f"{names.document}: multi-tenancy on (declared off; STRANGLER_WEAVIATE_MULTI_TENANCY):"
-            " objects keep going where the live collection puts them (one tenant per customer)",
-            f"{names.ocr_page}: multi-tenancy on (declared off; STRANGLER_WEAVIATE_MULTI_TENANCY):"
-            " objects keep going where the live collection puts them (one tenant per customer)",
+            f"{names.of(a)}: multi-tenancy on (declared off; STRANGLER_WEAVIATE_MULTI_TENANCY):"
+            " objects keep going where the live collection puts them (one tenant per tenant key)"
+            for a in ("Document", "OcrPage")
         ]
 
 
@@ -267,9 +277,9 @@ def test_rollback_snapshot_delete_and_undo_keep_tenants(
     plan = Plan(Scope((SEARCH,), from_day=DAY, to_day=DAY), days=[DAY])
     request_id = str(uuid.uuid4())
     expected = {
-        names.customer: len(CUSTOMERS),
-        names.document: len(DOCS),
-        names.ocr_page: len(PAGES),
+        names.of("Customer"): len(CUSTOMERS),
+        names.of("Document"): len(DOCS),
+        names.of("OcrPage"): len(PAGES),
     }
     assert weaviate_counts(targets, DAY) == expected
 
@@ -286,7 +296,7 @@ def test_rollback_snapshot_delete_and_undo_keep_tenants(
     with weaviate_resource.client() as client:
         for cid in CUSTOMERS:
             linked = (
-                client.collections.get(names.document)
+                client.collections.get(names.of("Document"))
                 .with_tenant(tenant_name(cid))
                 .query.fetch_objects(
                     filters=Filter.by_ref("customer").by_id().equal(object_uuid("Customer", cid)),
@@ -295,7 +305,7 @@ def test_rollback_snapshot_delete_and_undo_keep_tenants(
             )
             assert len(linked.objects) == sum(1 for v in DOCS.values() if v[0] == cid)
         page = (
-            client.collections.get(names.ocr_page)
+            client.collections.get(names.of("OcrPage"))
             .with_tenant(tenant_name(7))
             .query.fetch_object_by_id(
                 object_uuid("OcrPage", 12), return_references=QueryReference(link_on="document")
@@ -343,6 +353,7 @@ def test_seeded_days_in_tenants_pass_consistency_and_search_checks(
                         client=client,
                         encoder=encoder,
                         kafka=prefixed,
+                        spec=SPEC,
                         day=d.isoformat(),
                         run_id=f"test-{unique}",
                         options=options,
@@ -360,39 +371,47 @@ def test_seeded_days_in_tenants_pass_consistency_and_search_checks(
                     conn.commit()
                     assert uploaded == (0,), documents
                     assert len(result.failures) < 0.1 * result.objects, result.failures[:5]
-                # A page's customer comes from the event store when its document is not of the
-                # page's day: ask for every page of the second day without handing over documents.
-                read = read_day(conn, None, SEEDED_DAYS[1].isoformat())
-                objects, _ = read.fold.objects()
-                resolved = _document_customers(conn, [], objects["OcrPage"])
-                truth = dict(
+                # A page's tenant is its document's: from the event store when the document is
+                # not of the day. Resolve the second day's pages' documents with an empty fold.
+                decls = declare_from_store(conn, SPEC, names, multi_tenancy=True)
+                second = SEEDED_DAYS[1].isoformat()
+                with read_day(conn, None, second, decls, list(TOPICS.values())).fold as fold:
+                    parents = {o.parents["Document"] for o in fold.stream("OcrPage") if o.parents}
+                with DayFold("1999-01-01", decls) as empty:
+                    resolved = TenantResolver(conn, empty).tenants("Document", parents)
+                truth: dict[str, str] = dict(
                     conn.execute(
-                        "SELECT id::text, customer_id FROM monolith.documents WHERE id = ANY(%s)",
+                        "SELECT id::text, customer_id::text FROM monolith.documents"
+                        " WHERE id = ANY(%s)",
                         ([int(k) for k in resolved],),
                     ).fetchall()
                 )
-                assert resolved and {k: v for k, v in resolved.items() if v is not None} == {
-                    k: truth[k] for k, v in resolved.items() if v is not None
-                }
+                conn.commit()
+                found = {k: t for k, (t, _why) in resolved.items() if t is not None}
+                assert found and found == {k: truth[k] for k in found}
                 for d in SEEDED_DAYS:
-                    outcomes = check_weaviate_day(
-                        conn, client, d.isoformat(), names=names, dimension=embedder.dimension
+                    outcomes = check_weaviate_partition(
+                        SPEC,
+                        conn,
+                        client,
+                        d.isoformat(),
+                        names=names,
+                        dimension=embedder.dimension,
                     )
                     bad = [o.summary() for o in outcomes if not o.passed]
                     assert bad == [], bad
                     matches = [o for o in outcomes if o.name == "weaviate.matches_event_store"]
-                    assert all(o.right_count > 0 for o in matches)
-                    for atype in ("Customer", "Document", "OcrPage"):
+                    assert all((o.right_count or 0) > 0 for o in matches)
+                    for decl in decls:
                         quality = check_day(
                             client,
                             encoder,
-                            names,
-                            atype,
+                            decl,
                             d.isoformat(),
                             QualityOptions(sample_size=10, k=5),
                         )
                         assert quality.sampled > 0 and quality.passed, quality.metadata()
     finally:
         with weaviate_resource.client() as client:
-            drop(client, names)
+            drop(client, names, SPEC)
         prefixed.admin().delete_topics([*topics, progress])
