@@ -21,7 +21,7 @@ from strangler.preflight import Service, require
 from strangler.settings import get_settings
 
 if TYPE_CHECKING:
-    from strangler.checks.runner import CheckTargets
+    from strangler.checks.catalogue import CheckTargets
 
 check_app = typer.Typer(help="Cross-system consistency checks of daily partitions.")
 console = Console()

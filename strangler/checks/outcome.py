@@ -32,6 +32,9 @@ class CheckOutcome:
     severity: Severity = "ERROR"
     details: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
+    asset: tuple[str, ...] = ()
+    """The asset path of the unit it checked (set by the runner; empty for a check that
+    could not run on a declared unit)."""
 
     @property
     def key(self) -> str:

@@ -6,28 +6,19 @@ than the rollback's mark.
 """
 
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
 
 from strangler.dagster_preview import partitioned_checks
-from strangler.partitions import daily_partitions, log_check_evaluations, run_partition_keys
+from strangler.partitions import build_daily_partitions, log_check_evaluations, run_partition_keys
 from strangler.rollback.asset_keys import ALL_SERVICES, asset_keys_for
 from strangler.rollback.liveness import Liveness, RollbackMark, liveness
+from strangler.spec import EstateSpec, current_spec
 
 LIVE_CHECK = "live"
 ROLLED_BACK = "rolled_back"
 ROLLBACK_ID = "rollback_id"
-
-with partitioned_checks():
-    LIVE_SPECS = [
-        dg.AssetCheckSpec(
-            LIVE_CHECK,
-            asset=key,
-            description="The partition holds data: no rollback emptied it since it was materialized.",
-            partitions_def=daily_partitions,
-        )
-        for key in asset_keys_for(ALL_SERVICES)
-    ]
 
 
 def latest_mark(
@@ -78,31 +69,56 @@ def live_evaluation(key: dg.AssetKey, partition: str, state: Liveness) -> dg.Ass
     )
 
 
-@dg.multi_asset_check(specs=LIVE_SPECS, can_subset=True, name="partition_live")
-def partition_live(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
-    keys = run_partition_keys(context)
-    if len(keys) > 1:  # a range run: each partition's result under its own partition
-        log_check_evaluations(
-            context,
-            [
-                live_evaluation(
-                    check_key.asset_key,
-                    key,
-                    partition_liveness(context.instance, check_key.asset_key, key),
-                )
-                for key in keys
-                for check_key in sorted(context.selected_asset_check_keys, key=str)
-            ],
-        )
-        return
-    partition = keys[0]
-    for check_key in sorted(context.selected_asset_check_keys, key=str):
-        state = partition_liveness(context.instance, check_key.asset_key, partition)
-        yield dg.AssetCheckResult(
-            asset_key=check_key.asset_key,
-            check_name=LIVE_CHECK,
-            passed=state.passed,
-            description=state.description,
-            metadata={ROLLBACK_ID: state.rollback_id or ""},
-            severity=dg.AssetCheckSeverity.ERROR,
-        )
+def build_partition_live(spec: EstateSpec) -> dg.AssetChecksDefinition:
+    """The `live` check on every daily asset a rollback of the spec's stores can empty."""
+    partitions_def = build_daily_partitions(spec)
+    with partitioned_checks():
+        specs = [
+            dg.AssetCheckSpec(
+                LIVE_CHECK,
+                asset=key,
+                description=(
+                    "The partition holds data: no rollback emptied it since it was materialized."
+                ),
+                partitions_def=partitions_def,
+            )
+            for key in asset_keys_for(ALL_SERVICES, spec)
+        ]
+
+    @dg.multi_asset_check(specs=specs, can_subset=True, name="partition_live")
+    def partition_live(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        keys = run_partition_keys(context)
+        if len(keys) > 1:  # a range run: each partition's result under its own partition
+            log_check_evaluations(
+                context,
+                [
+                    live_evaluation(
+                        check_key.asset_key,
+                        key,
+                        partition_liveness(context.instance, check_key.asset_key, key),
+                    )
+                    for key in keys
+                    for check_key in sorted(context.selected_asset_check_keys, key=str)
+                ],
+            )
+            return
+        partition = keys[0]
+        for check_key in sorted(context.selected_asset_check_keys, key=str):
+            state = partition_liveness(context.instance, check_key.asset_key, partition)
+            yield dg.AssetCheckResult(
+                asset_key=check_key.asset_key,
+                check_name=LIVE_CHECK,
+                passed=state.passed,
+                description=state.description,
+                metadata={ROLLBACK_ID: state.rollback_id or ""},
+                severity=dg.AssetCheckSeverity.ERROR,
+            )
+
+    return partition_live
+
+
+def __getattr__(name: str) -> Any:
+    """`partition_live` of the settings' spec, built on first use."""
+    if name == "partition_live":
+        return build_partition_live(current_spec())
+    raise AttributeError(name)

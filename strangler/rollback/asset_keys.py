@@ -3,22 +3,32 @@
 import dagster as dg
 
 from strangler.analytics.ddl import default_schema
-from strangler.migration.events import TOPICS
+from strangler.checks.catalogue import (
+    EVENT_STORE_ASSET,
+    kafka_asset,
+    stream_topics,
+    weaviate_asset,
+)
 from strangler.rollback.services import ANALYTICS, EVENT_STORE, RELAY, SEARCH
-from strangler.search.schema import TYPES
+from strangler.spec import EstateSpec, current_spec
 
 ALL_SERVICES = (EVENT_STORE, RELAY, ANALYTICS, SEARCH)
 
 
-def asset_keys_for(services: tuple[str, ...] | list[str]) -> list[dg.AssetKey]:
-    """The daily assets whose partitions a rollback of `services` empties."""
-    keys: list[dg.AssetKey] = []
+def asset_keys_for(
+    services: tuple[str, ...] | list[str], spec: EstateSpec | None = None
+) -> list[dg.AssetKey]:
+    """The daily assets of the spec (default: the settings') whose partitions a rollback of
+    `services` empties."""
+    spec = spec or current_spec()
+    paths: list[tuple[str, ...]] = []
     if EVENT_STORE in services:
-        keys.append(dg.AssetKey(["event_store", "events"]))
+        paths.append(EVENT_STORE_ASSET)
     if RELAY in services:
-        keys += [dg.AssetKey(["kafka", t]) for t in TOPICS.values()]
+        paths += [kafka_asset(t) for t in stream_topics(spec).values()]
     if ANALYTICS in services:
-        keys += [dg.AssetKey(["clickhouse", t]) for t in default_schema().swapped_tables]
+        paths += [("clickhouse", t) for t in default_schema().swapped_tables]
     if SEARCH in services:
-        keys += [dg.AssetKey(["weaviate", t]) for t in TYPES]
-    return keys
+        daily = {a.name for a in spec.daily}
+        paths += [weaviate_asset(a.name) for a in spec.searchable if a.name in daily]
+    return [dg.AssetKey(list(p)) for p in paths]

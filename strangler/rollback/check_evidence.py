@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from strangler.checks.catalogue import CheckTargets
 from strangler.checks.outcome import CheckOutcome
-from strangler.checks.runner import CheckTargets, System, run_partition
+from strangler.checks.runner import run_partition
+from strangler.checks.systems import System
 from strangler.rollback.services import ANALYTICS, EVENT_STORE, RELAY, SEARCH
 from strangler.rollback.targets import Targets
 
@@ -33,6 +35,7 @@ REFERENCE_CHECKS = {"weaviate.references_resolve", "clickhouse.known_aggregates"
 def check_targets(targets: Targets) -> CheckTargets:
     return CheckTargets(
         postgres_conninfo=targets.postgres_conninfo,
+        monolith_conninfo=targets.monolith_conninfo,
         consumer_factory=targets.kafka.consumer,
         topic_prefix=targets.kafka.topic_prefix,
         clickhouse=targets.clickhouse,
@@ -40,6 +43,7 @@ def check_targets(targets: Targets) -> CheckTargets:
         weaviate=targets.weaviate,
         collection_names=targets.names,
         kafka_idle_timeout_s=10.0,
+        spec=targets.spec,
     )
 
 

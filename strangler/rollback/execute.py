@@ -24,7 +24,7 @@ from strangler.rollback.plan import Plan
 from strangler.rollback.services import ANALYTICS, EVENT_STORE, RELAY, SEARCH
 from strangler.rollback.stores import clickhouse_tables
 from strangler.rollback.targets import Targets
-from strangler.search.schema import DAY, TYPES
+from strangler.search.schema import DAY
 from strangler.search.tenants import scopes
 
 GROUP_SERVICES = (ANALYTICS, SEARCH)
@@ -148,7 +148,7 @@ def reset_group(
 
 def _delete_weaviate(targets: Targets, plan: Plan, result: ExecuteResult) -> None:
     with targets.weaviate() as client:
-        for type_ in reversed(TYPES):  # referrers first
+        for type_ in reversed(targets.collections):  # referrers first
             name = targets.names.of(type_)
             if not client.collections.exists(name):
                 continue

@@ -42,6 +42,7 @@ from strangler.rollback.undo import undo
 from strangler.rollback.validate import Validation, validate
 from strangler.search.schema import CollectionNames
 from strangler.settings import get_settings
+from strangler.spec import EstateSpec, current_spec
 
 JOB_NAME = "rollback"
 UNDO_JOB_NAME = "rollback_undo"
@@ -79,6 +80,7 @@ def build_targets(
     clickhouse: ClickHouseResource,
     weaviate: WeaviateResource,
     overrides: dict[str, str | None] | None = None,
+    spec: EstateSpec | None = None,
 ) -> Targets:
     """Targets from the resources and settings, with optional per-run overrides (tests)."""
     o = overrides or {}
@@ -102,6 +104,8 @@ def build_targets(
         ),
         consumer_groups=groups,
         snapshot_dir=Path(str(folder)),
+        spec=spec or current_spec(),
+        monolith_conninfo=settings.monolith_conninfo(),
     )
 
 
@@ -112,124 +116,6 @@ _TARGET_KEYS = (
     "search_group",
     "snapshot_dir",
 )
-
-
-@dg.op(out=dg.Out(Planned))
-def rollback_plan(
-    context: dg.OpExecutionContext,
-    config: RollbackConfig,
-    postgres: PostgresResource,
-    kafka: KafkaResource,
-    clickhouse: ClickHouseResource,
-    weaviate: WeaviateResource,
-) -> Planned:
-    """What will be removed, per service and day; a dry run stops after this step."""
-    scope = scope_of(
-        config.services,
-        from_day=config.from_day,
-        to_day=config.to_day,
-        after=datetime.fromisoformat(config.after) if config.after else None,
-        code_version=config.code_version,
-    )
-    overrides = {k: getattr(config, k) for k in _TARGET_KEYS}
-    targets = build_targets(postgres, kafka, clickhouse, weaviate, overrides)
-    started = time.monotonic()
-    code_version_days = (
-        days_written_after(context.instance, asset_keys_for(scope.services), config.code_version)
-        if config.code_version
-        else None
-    )
-    plan = build_plan(targets, scope, dry_run=config.dry_run, code_version_days=code_version_days)
-    with psycopg.connect(targets.postgres_conninfo) as conn:
-        request_id = config.request_id or create_request(
-            conn,
-            scope,
-            plan.days,
-            reason=config.reason,
-            requested_by=f"dagster:{context.run_id}",
-            dry_run=config.dry_run,
-            status="running",
-        )
-        set_request_status(conn, request_id, "running", context.run_id)
-        conn.commit()
-    context.log.info(f"rollback {request_id}: {plan.markdown()}")
-    context.add_output_metadata(
-        {
-            "request_id": request_id,
-            "days": ", ".join(plan.days),
-            "items": plan.total,
-            "plan": dg.MetadataValue.md(plan.markdown()),
-            "plan_seconds": round(time.monotonic() - started, 3),
-        }
-    )
-    return Planned(request_id, config.dry_run, plan, overrides)
-
-
-@dg.op
-def rollback_snapshot(
-    context: dg.OpExecutionContext,
-    planned: Planned,
-    postgres: PostgresResource,
-    kafka: KafkaResource,
-    clickhouse: ClickHouseResource,
-    weaviate: WeaviateResource,
-) -> SnapshotResult | None:
-    """Copy everything the rollback removes (so it can be undone)."""
-    if planned.dry_run:
-        context.log.info("dry run: no snapshot")
-        return None
-    targets = build_targets(postgres, kafka, clickhouse, weaviate, planned.overrides)
-    result = take_snapshot(targets, planned.request_id, planned.plan)
-    context.add_output_metadata({"snapshot": dg.MetadataValue.json(result.items)})
-    return result
-
-
-@dg.op
-def rollback_execute(
-    context: dg.OpExecutionContext,
-    planned: Planned,
-    snapshot: SnapshotResult | None,
-    postgres: PostgresResource,
-    kafka: KafkaResource,
-    clickhouse: ClickHouseResource,
-    weaviate: WeaviateResource,
-) -> ExecuteResult | None:
-    """Downstream first: Weaviate, ClickHouse, consumer groups, relay, event store."""
-    if planned.dry_run:
-        return None
-    targets = build_targets(postgres, kafka, clickhouse, weaviate, planned.overrides)
-    try:
-        result = execute(targets, planned.plan)
-    except Exception as exc:
-        with psycopg.connect(targets.postgres_conninfo) as conn:
-            report = Report(
-                planned.request_id,
-                False,
-                planned.plan,
-                snapshot,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-            save_report(conn, report, snapshot_dir(targets, planned.request_id))
-            conn.commit()
-        raise
-    context.add_output_metadata({"removed": dg.MetadataValue.json(result.removed)})
-    return result
-
-
-@dg.op
-def rollback_validate(
-    planned: Planned,
-    executed: ExecuteResult | None,
-    postgres: PostgresResource,
-    kafka: KafkaResource,
-    clickhouse: ClickHouseResource,
-    weaviate: WeaviateResource,
-) -> Validation | None:
-    """Services reachable; the days empty; their neighbours unchanged."""
-    if executed is None:
-        return None
-    targets = build_targets(postgres, kafka, clickhouse, weaviate, planned.overrides)
-    return validate(targets, planned.plan)
 
 
 def step_durations(context: dg.OpExecutionContext) -> dict[str, float]:
@@ -245,6 +131,7 @@ def step_durations(context: dg.OpExecutionContext) -> dict[str, float]:
 
 def mark_partitions(
     context: dg.OpExecutionContext,
+    spec: EstateSpec,
     services: tuple[str, ...],
     days: list[str],
     request_id: str,
@@ -253,7 +140,7 @@ def mark_partitions(
 ) -> None:
     """Record the rollback (or its undo) on every partition it touched, and its `live` check."""
     state = liveness(None, RollbackMark(time.time(), not restored, request_id))
-    for key in asset_keys_for(services):
+    for key in asset_keys_for(services, spec):
         for day in days:
             context.log_event(
                 dg.AssetObservation(
@@ -270,64 +157,6 @@ def mark_partitions(
             context.log_event(live_evaluation(key, day, state))  # type: ignore[arg-type]
 
 
-@dg.op
-def rollback_report(
-    context: dg.OpExecutionContext,
-    planned: Planned,
-    snapshot: SnapshotResult | None,
-    executed: ExecuteResult | None,
-    validation: Validation | None,
-    postgres: PostgresResource,
-    kafka: KafkaResource,
-    clickhouse: ClickHouseResource,
-    weaviate: WeaviateResource,
-) -> Any:
-    """rollback_reports rows + Markdown/JSON as metadata; observations on the partitions."""
-    targets = build_targets(postgres, kafka, clickhouse, weaviate, planned.overrides)
-    report = Report(
-        planned.request_id, planned.dry_run, planned.plan, snapshot, executed, validation
-    )
-    report.durations_s = step_durations(context)
-    with psycopg.connect(targets.postgres_conninfo) as conn:
-        save_report(conn, report, snapshot_dir(targets, planned.request_id))
-        conn.commit()
-    retractions: list[str] = []
-    if not planned.dry_run and executed is not None:
-        services = planned.plan.scope.services
-        mark_partitions(context, services, planned.plan.days, planned.request_id)
-        retractions = retract_partitions(
-            context.instance,
-            asset_keys_for(services),
-            planned.plan.days,
-            planned.request_id,
-            context.run_id,
-        )
-    context.add_output_metadata(
-        {
-            "retraction_runs": dg.MetadataValue.json(retractions),
-            "status": report.status,
-            "report": dg.MetadataValue.md(report.markdown()),
-            "report_json": dg.MetadataValue.json(report.to_dict()),
-        }
-    )
-    result = {**report.to_dict(), "markdown": report.markdown()}
-    if report.status != "succeeded":
-        raise dg.Failure(
-            f"rollback {planned.request_id} failed validation",
-            metadata={"report": dg.MetadataValue.md(report.markdown())},
-        )
-    return result
-
-
-@dg.job(name=JOB_NAME, tags={"strangler/kind": "rollback"}, description=__doc__)
-def rollback_job() -> None:
-    planned = rollback_plan()
-    snapshot = rollback_snapshot(planned)
-    executed = rollback_execute(planned, snapshot)
-    validation = rollback_validate(planned, executed)
-    rollback_report(planned, snapshot, executed, validation)
-
-
 class UndoConfig(dg.Config):
     ref: str = Field(description="Request id (uuid) or rollback_reports report id to undo.")
     clickhouse_database: str | None = None
@@ -337,34 +166,238 @@ class UndoConfig(dg.Config):
     snapshot_dir: str | None = None
 
 
-@dg.op
-def rollback_undo_op(
-    context: dg.OpExecutionContext,
-    config: UndoConfig,
-    postgres: PostgresResource,
-    kafka: KafkaResource,
-    clickhouse: ClickHouseResource,
-    weaviate: WeaviateResource,
-) -> dict[str, Any]:
-    """Restore a rollback's snapshot; the partitions get an observation saying so."""
-    overrides = {k: getattr(config, k) for k in _TARGET_KEYS}
-    targets = build_targets(postgres, kafka, clickhouse, weaviate, overrides)
-    result = undo(targets, config.ref)
-    mark_partitions(context, result.services, result.days, result.request_id, restored=True)
-    keys = asset_keys_for(result.services)
-    for materialization in restored_materializations(
-        context.instance, keys, result.days, result.request_id
-    ):
-        context.log_event(materialization)
-    summary = {"request_id": result.request_id, "days": result.days, "restored": result.restored}
-    context.add_output_metadata({"undo": dg.MetadataValue.json(summary)})
-    return summary
+def build_rollback_jobs(spec: EstateSpec) -> list[dg.JobDefinition]:
+    """The rollback and undo jobs over the spec's stores (its topics, collections, assets)."""
+
+    @dg.op(out=dg.Out(Planned))
+    def rollback_plan(
+        context: dg.OpExecutionContext,
+        config: RollbackConfig,
+        postgres: PostgresResource,
+        kafka: KafkaResource,
+        clickhouse: ClickHouseResource,
+        weaviate: WeaviateResource,
+    ) -> Planned:
+        """What will be removed, per service and day; a dry run stops after this step."""
+        scope = scope_of(
+            config.services,
+            from_day=config.from_day,
+            to_day=config.to_day,
+            after=datetime.fromisoformat(config.after) if config.after else None,
+            code_version=config.code_version,
+        )
+        overrides = {k: getattr(config, k) for k in _TARGET_KEYS}
+        targets = build_targets(postgres, kafka, clickhouse, weaviate, overrides, spec)
+        started = time.monotonic()
+        code_version_days = (
+            days_written_after(
+                context.instance, asset_keys_for(scope.services, spec), config.code_version
+            )
+            if config.code_version
+            else None
+        )
+        plan = build_plan(
+            targets, scope, dry_run=config.dry_run, code_version_days=code_version_days
+        )
+        with psycopg.connect(targets.postgres_conninfo) as conn:
+            request_id = config.request_id or create_request(
+                conn,
+                scope,
+                plan.days,
+                reason=config.reason,
+                requested_by=f"dagster:{context.run_id}",
+                dry_run=config.dry_run,
+                status="running",
+            )
+            set_request_status(conn, request_id, "running", context.run_id)
+            conn.commit()
+        context.log.info(f"rollback {request_id}: {plan.markdown()}")
+        context.add_output_metadata(
+            {
+                "request_id": request_id,
+                "days": ", ".join(plan.days),
+                "items": plan.total,
+                "plan": dg.MetadataValue.md(plan.markdown()),
+                "plan_seconds": round(time.monotonic() - started, 3),
+            }
+        )
+        return Planned(request_id, config.dry_run, plan, overrides)
+
+    @dg.op
+    def rollback_snapshot(
+        context: dg.OpExecutionContext,
+        planned: Planned,
+        postgres: PostgresResource,
+        kafka: KafkaResource,
+        clickhouse: ClickHouseResource,
+        weaviate: WeaviateResource,
+    ) -> SnapshotResult | None:
+        """Copy everything the rollback removes (so it can be undone)."""
+        if planned.dry_run:
+            context.log.info("dry run: no snapshot")
+            return None
+        targets = build_targets(postgres, kafka, clickhouse, weaviate, planned.overrides, spec)
+        result = take_snapshot(targets, planned.request_id, planned.plan)
+        context.add_output_metadata({"snapshot": dg.MetadataValue.json(result.items)})
+        return result
+
+    @dg.op
+    def rollback_execute(
+        context: dg.OpExecutionContext,
+        planned: Planned,
+        snapshot: SnapshotResult | None,
+        postgres: PostgresResource,
+        kafka: KafkaResource,
+        clickhouse: ClickHouseResource,
+        weaviate: WeaviateResource,
+    ) -> ExecuteResult | None:
+        """Downstream first: Weaviate, ClickHouse, consumer groups, relay, event store."""
+        if planned.dry_run:
+            return None
+        targets = build_targets(postgres, kafka, clickhouse, weaviate, planned.overrides, spec)
+        try:
+            result = execute(targets, planned.plan)
+        except Exception as exc:
+            with psycopg.connect(targets.postgres_conninfo) as conn:
+                report = Report(
+                    planned.request_id,
+                    False,
+                    planned.plan,
+                    snapshot,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                save_report(conn, report, snapshot_dir(targets, planned.request_id))
+                conn.commit()
+            raise
+        context.add_output_metadata({"removed": dg.MetadataValue.json(result.removed)})
+        return result
+
+    @dg.op
+    def rollback_validate(
+        planned: Planned,
+        executed: ExecuteResult | None,
+        postgres: PostgresResource,
+        kafka: KafkaResource,
+        clickhouse: ClickHouseResource,
+        weaviate: WeaviateResource,
+    ) -> Validation | None:
+        """Services reachable; the days empty; their neighbours unchanged."""
+        if executed is None:
+            return None
+        targets = build_targets(postgres, kafka, clickhouse, weaviate, planned.overrides, spec)
+        return validate(targets, planned.plan)
+
+    @dg.op
+    def rollback_report(
+        context: dg.OpExecutionContext,
+        planned: Planned,
+        snapshot: SnapshotResult | None,
+        executed: ExecuteResult | None,
+        validation: Validation | None,
+        postgres: PostgresResource,
+        kafka: KafkaResource,
+        clickhouse: ClickHouseResource,
+        weaviate: WeaviateResource,
+    ) -> Any:
+        """rollback_reports rows + Markdown/JSON as metadata; observations on the partitions."""
+        targets = build_targets(postgres, kafka, clickhouse, weaviate, planned.overrides, spec)
+        report = Report(
+            planned.request_id, planned.dry_run, planned.plan, snapshot, executed, validation
+        )
+        report.durations_s = step_durations(context)
+        with psycopg.connect(targets.postgres_conninfo) as conn:
+            save_report(conn, report, snapshot_dir(targets, planned.request_id))
+            conn.commit()
+        retractions: list[str] = []
+        if not planned.dry_run and executed is not None:
+            services = planned.plan.scope.services
+            mark_partitions(context, spec, services, planned.plan.days, planned.request_id)
+            retractions = retract_partitions(
+                context.instance,
+                asset_keys_for(services, spec),
+                planned.plan.days,
+                planned.request_id,
+                context.run_id,
+            )
+        context.add_output_metadata(
+            {
+                "retraction_runs": dg.MetadataValue.json(retractions),
+                "status": report.status,
+                "report": dg.MetadataValue.md(report.markdown()),
+                "report_json": dg.MetadataValue.json(report.to_dict()),
+            }
+        )
+        result = {**report.to_dict(), "markdown": report.markdown()}
+        if report.status != "succeeded":
+            raise dg.Failure(
+                f"rollback {planned.request_id} failed validation",
+                metadata={"report": dg.MetadataValue.md(report.markdown())},
+            )
+        return result
+
+    @dg.job(name=JOB_NAME, tags={"strangler/kind": "rollback"}, description=__doc__)
+    def rollback_job() -> None:
+        planned = rollback_plan()
+        snapshot = rollback_snapshot(planned)
+        executed = rollback_execute(planned, snapshot)
+        validation = rollback_validate(planned, executed)
+        rollback_report(planned, snapshot, executed, validation)
+
+    @dg.op
+    def rollback_undo_op(
+        context: dg.OpExecutionContext,
+        config: UndoConfig,
+        postgres: PostgresResource,
+        kafka: KafkaResource,
+        clickhouse: ClickHouseResource,
+        weaviate: WeaviateResource,
+    ) -> dict[str, Any]:
+        """Restore a rollback's snapshot; the partitions get an observation saying so."""
+        overrides = {k: getattr(config, k) for k in _TARGET_KEYS}
+        targets = build_targets(postgres, kafka, clickhouse, weaviate, overrides, spec)
+        result = undo(targets, config.ref)
+        mark_partitions(
+            context, spec, result.services, result.days, result.request_id, restored=True
+        )
+        keys = asset_keys_for(result.services, spec)
+        for materialization in restored_materializations(
+            context.instance, keys, result.days, result.request_id
+        ):
+            context.log_event(materialization)
+        summary = {
+            "request_id": result.request_id,
+            "days": result.days,
+            "restored": result.restored,
+        }
+        context.add_output_metadata({"undo": dg.MetadataValue.json(summary)})
+        return summary
+
+    @dg.job(name=UNDO_JOB_NAME, tags={"strangler/kind": "rollback-undo"})
+    def rollback_undo_job() -> None:
+        """Undo a rollback from its pre-rollback snapshot."""
+        rollback_undo_op()
+
+    return [rollback_job, rollback_undo_job]
 
 
-@dg.job(name=UNDO_JOB_NAME, tags={"strangler/kind": "rollback-undo"})
-def rollback_undo_job() -> None:
-    """Undo a rollback from its pre-rollback snapshot."""
-    rollback_undo_op()
+_BUILT: dict[int, tuple[EstateSpec, list[dg.JobDefinition]]] = {}
 
 
-rollback_jobs: list[dg.JobDefinition] = [rollback_job, rollback_undo_job]
+def jobs_for(spec: EstateSpec) -> list[dg.JobDefinition]:
+    """`build_rollback_jobs(spec)`, once per spec object: the sensor that launches the job and
+    the definitions holding it must share one definition."""
+    built = _BUILT.get(id(spec))
+    if built is None or built[0] is not spec:
+        built = (spec, build_rollback_jobs(spec))
+        _BUILT[id(spec)] = built
+    return built[1]
+
+
+def __getattr__(name: str) -> Any:
+    """`rollback_jobs` (and each of them) for the settings' spec, built on first use."""
+    jobs = {"rollback_job": 0, "rollback_undo_job": 1}
+    if name == "rollback_jobs":
+        return jobs_for(current_spec())
+    if name in jobs:
+        return jobs_for(current_spec())[jobs[name]]
+    raise AttributeError(name)

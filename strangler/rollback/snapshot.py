@@ -26,8 +26,8 @@ from strangler.rollback.plan import Plan
 from strangler.rollback.services import ANALYTICS, EVENT_STORE, RELAY, SEARCH
 from strangler.rollback.stores import clickhouse_tables
 from strangler.rollback.targets import Targets
-from strangler.search.objects import object_uuid
-from strangler.search.schema import DAY, REFERENCE_KEYS, TYPES, declared
+from strangler.search.objects import key_text, object_uuid
+from strangler.search.schema import DAY, ReferenceDecl, declare_from_store
 from strangler.search.tenants import is_multi_tenant, scopes
 
 SNAPSHOT_SCHEMA = "rollback_snapshots"
@@ -177,30 +177,29 @@ def _object_doc(obj: Any) -> dict[str, Any]:
 _CHUNK = 1_000
 
 
-def _filtered_references(coll: Any, ref: str, docs: list[dict[str, Any]]) -> None:
-    """Fill reference `ref` of `docs` by filtering on its expected target (the object's own
-    `customer_id` / `document_id`): a tenant query cannot resolve a reference into a
+def _filtered_references(coll: Any, ref: ReferenceDecl, docs: list[dict[str, Any]]) -> None:
+    """Fill reference `ref` of `docs` by filtering on its expected target (from the object's
+    own foreign key properties): a tenant query cannot resolve a reference into a
     single-tenant collection (weaviate/weaviate#7281), but it can filter on one."""
-    target_type, key = REFERENCE_KEYS[ref]
     by_target: dict[uuid.UUID, dict[str, dict[str, Any]]] = {}
     for doc in docs:
-        value = doc["properties"].get(key)
-        if value is not None:
-            target = object_uuid(target_type, str(int(value)))
+        values = [doc["properties"].get(f) for f in ref.fields]
+        if all(v is not None for v in values):
+            target = object_uuid(ref.target, key_text(values))
             by_target.setdefault(target, {})[doc["uuid"]] = doc
     for target, group in by_target.items():
         hits = coll.query.fetch_objects(
             filters=Filter.by_id().contains_any(list(group))
-            & Filter.by_ref(ref).by_id().equal(target),
+            & Filter.by_ref(ref.name).by_id().equal(target),
             limit=len(group),
             return_properties=[],
         ).objects
         for hit in hits:
-            group[str(hit.uuid)]["references"][ref] = [str(target)]
+            group[str(hit.uuid)]["references"][ref.name] = [str(target)]
 
 
 def _day_docs(
-    client: Any, coll: Any, tenant: str | None, refs: dict[str, str], days: set[str]
+    client: Any, coll: Any, tenant: str | None, refs: dict[str, ReferenceDecl], days: set[str]
 ) -> Iterator[dict[str, Any]]:
     """The documents of the days' objects of one scope, references included.
 
@@ -209,10 +208,10 @@ def _day_docs(
     """
     resolvable = [
         r
-        for r, target in refs.items()
-        if tenant is None or is_multi_tenant(client.collections.get(target))
+        for r, ref in refs.items()
+        if tenant is None or is_multi_tenant(client.collections.get(ref.target_collection))
     ]
-    by_filter = [r for r in refs if r not in resolvable]
+    by_filter = [refs[r] for r in refs if r not in resolvable]
     objects = coll.iterator(
         include_vector=True,
         return_references=[QueryReference(link_on=r) for r in resolvable] or None,
@@ -240,10 +239,12 @@ def _snapshot_weaviate(
 ) -> None:
     folder = snapshot_dir(targets, request_id) / "weaviate"
     folder.mkdir(parents=True, exist_ok=True)
-    refs = {spec.name: dict(spec.references) for spec in declared(targets.names)}
+    with psycopg.connect(targets.postgres_conninfo) as conn:
+        decls = declare_from_store(conn, targets.spec, targets.names)
+    refs = {d.name: {r.name: r for r in d.references} for d in decls}
     days = set(plan.days)
     with targets.weaviate() as client:
-        for type_ in TYPES:
+        for type_ in targets.collections:
             name = targets.names.of(type_)
             path = folder / f"{type_}.jsonl"
             counts = dict.fromkeys(plan.days, 0)

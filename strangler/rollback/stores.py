@@ -10,9 +10,11 @@ from weaviate.classes.query import Filter
 
 from strangler.analytics.ddl import default_schema, quote_identifier
 from strangler.analytics.swap import partition_id
+from strangler.checks.kafka import check_group
+from strangler.migration.kafka_records import load_offset_ranges, read_ranges
 from strangler.rollback.services import ANALYTICS, EVENT_STORE, RELAY, SEARCH
 from strangler.rollback.targets import Targets
-from strangler.search.schema import DAY, TYPES
+from strangler.search.schema import DAY
 from strangler.search.tenants import scopes
 
 
@@ -61,7 +63,7 @@ def clickhouse_counts(targets: Targets, day: str, tables: list[str]) -> dict[str
 def weaviate_counts(targets: Targets, day: str) -> dict[str, int]:
     out: dict[str, int] = {}
     with targets.weaviate() as client:
-        for type_ in TYPES:
+        for type_ in targets.collections:
             name = targets.names.of(type_)
             if not client.collections.exists(name):
                 out[name] = 0
@@ -93,6 +95,24 @@ def day_counts(targets: Targets, day: str, services: tuple[str, ...]) -> dict[st
     return out
 
 
+def kafka_records(targets: Targets, day: str) -> list[tuple[str, str, str, int, str]]:
+    """The day's records in its recorded offset ranges (read_committed), by identity: event id,
+    topic, key, version, type (offsets differ from one publish to the next)."""
+    with psycopg.connect(targets.postgres_conninfo) as conn:
+        ranges = load_offset_ranges(conn, day, targets.topics)
+    if not ranges:
+        return []
+    consumer = targets.kafka.consumer(check_group())
+    try:
+        return sorted(
+            (str(r.event_id), r.topic, r.aggregate_id, r.aggregate_version, r.event_type)
+            for batch in read_ranges(consumer, ranges, day, idle_timeout_s=10.0)
+            for r in batch
+        )
+    finally:
+        consumer.close()
+
+
 def _digest(rows: list[Any]) -> str:
     h = hashlib.sha256()
     for row in rows:
@@ -119,6 +139,8 @@ def day_fingerprint(targets: Targets, day: str) -> dict[str, Any]:
         ).fetchall()
     fp["events"] = (len(events), _digest(events))
     fp["outbox"] = (len(outbox), _digest(outbox))
+    records = kafka_records(targets, day)
+    fp["kafka"] = (len(records), _digest(records))
     pid = partition_id(date.fromisoformat(day))
     with targets.clickhouse() as client:
         for table in clickhouse_tables_quiet(targets, client):
@@ -130,7 +152,7 @@ def day_fingerprint(targets: Targets, day: str) -> dict[str, Any]:
             ).result_rows
             fp[f"clickhouse.{table}"] = (int(rows[0][0]), int(rows[0][1] or 0))
     with targets.weaviate() as client:
-        for type_ in TYPES:
+        for type_ in targets.collections:
             name = targets.names.of(type_)
             if not client.collections.exists(name):
                 fp[f"weaviate.{type_}"] = (0, _digest([]))

@@ -10,12 +10,12 @@ from typing import Any
 
 from strangler.analytics.ddl import DdlOptions
 from strangler.analytics.sink import CONSUMER_GROUP as ANALYTICS_GROUP
-from strangler.migration.events import TOPICS
 from strangler.migration.topics import PROGRESS_TOPIC
 from strangler.resources.kafka import KafkaResource
 from strangler.rollback.services import ANALYTICS, SEARCH
 from strangler.search.schema import CollectionNames
 from strangler.search.sink import CONSUMER_GROUP as SEARCH_GROUP
+from strangler.spec import EstateSpec, current_spec
 
 ClientFactory = Callable[[], AbstractContextManager[Any]]
 
@@ -34,10 +34,20 @@ class Targets:
         default_factory=lambda: {ANALYTICS: ANALYTICS_GROUP, SEARCH: SEARCH_GROUP}
     )
     snapshot_dir: Path = Path("rollbacks")
+    spec: EstateSpec = field(default_factory=current_spec)
+    """The estate whose stores these are: its topics and searchable aggregates."""
+    monolith_conninfo: str | None = None
+    """The monolith, when it is not the estate's database (the event-store checks read it)."""
 
     @property
     def topics(self) -> list[str]:
-        return [self.kafka.topic(t) for t in TOPICS.values()]
+        """Every topic of the spec (daily and reference streams), prefixed."""
+        return [self.kafka.topic(t) for t in self.spec.topics.values()]
+
+    @property
+    def collections(self) -> list[str]:
+        """The searchable aggregates, reference targets first (the spec's order)."""
+        return [a.name for a in self.spec.searchable]
 
     @property
     def progress_topic(self) -> str:

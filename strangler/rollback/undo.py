@@ -24,7 +24,6 @@ from strangler.rollback.snapshot import (
 )
 from strangler.rollback.stores import clickhouse_tables_quiet, day_counts
 from strangler.rollback.targets import Targets
-from strangler.search.schema import TYPES
 from strangler.search.tenants import ensure_tenants, is_multi_tenant, scoped
 
 
@@ -125,7 +124,7 @@ def _restore_weaviate(targets: Targets, request_id: str) -> int:
     folder = snapshot_dir(targets, request_id) / "weaviate"
     n = 0
     with targets.weaviate() as client:
-        for type_ in TYPES:  # reference targets first
+        for type_ in targets.collections:  # reference targets first
             path = folder / f"{type_}.jsonl"
             if not path.exists():
                 continue

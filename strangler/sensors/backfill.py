@@ -157,9 +157,6 @@ def build_late_data_sensor(spec: EstateSpec) -> dg.SensorDefinition:
     return late_data_backfill_sensor
 
 
-late_data_backfill_sensor = build_late_data_sensor(current_spec())
-
-
 # ---- failed checks ---------------------------------------------------------------------
 
 FileRequest = Callable[[psycopg.Connection[Any], str, str, str], None]
@@ -309,7 +306,17 @@ def build_failed_check_sensor(
 
 failed_check_retry_sensor = build_failed_check_sensor()
 
-backfill_sensors: list[dg.SensorDefinition] = [
-    late_data_backfill_sensor,
-    failed_check_retry_sensor,
-]
+
+def build_backfill_sensors(spec: EstateSpec) -> list[dg.SensorDefinition]:
+    """The late-data sensor over the spec's tables and the failed-check retry sensor."""
+    return [build_late_data_sensor(spec), build_failed_check_sensor()]
+
+
+def __getattr__(name: str) -> Any:
+    """The settings' spec's sensors, built on first use: `backfill_sensors`,
+    `late_data_backfill_sensor`."""
+    if name == "backfill_sensors":
+        return build_backfill_sensors(current_spec())
+    if name == "late_data_backfill_sensor":
+        return build_late_data_sensor(current_spec())
+    raise AttributeError(name)

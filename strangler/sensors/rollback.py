@@ -13,8 +13,9 @@ import dagster as dg
 from psycopg.rows import dict_row
 
 from strangler.resources.postgres import PostgresResource
-from strangler.rollback.job import JOB_NAME, ROLLBACK_TAG, rollback_job
+from strangler.rollback.job import JOB_NAME, ROLLBACK_TAG, jobs_for
 from strangler.settings import get_settings
+from strangler.spec import current_spec
 
 _INTERVAL = get_settings().rollback_sensor_interval_s
 
@@ -45,52 +46,63 @@ def request_run_config(row: dict[str, Any]) -> dict[str, Any]:
     return {"ops": {"rollback_plan": {"config": config}}}
 
 
-@dg.sensor(
-    name="rollback_requests_sensor",
-    job=rollback_job,
-    minimum_interval_seconds=_INTERVAL,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description=__doc__,
-)
-def rollback_requests_sensor(
-    context: dg.SensorEvaluationContext, postgres: PostgresResource
-) -> dg.SensorResult | dg.SkipReason:
-    cursor = json.loads(context.cursor) if context.cursor else {"at": None, "id": ""}
-    with postgres.connection() as conn:
-        cur = conn.cursor(row_factory=dict_row)
-        rows = cur.execute(
-            "SELECT request_id, partition_keys, services, after_ts, code_version, dry_run, reason,"
-            " requested_at FROM migration_state.rollback_requests WHERE status = 'pending'"
-            " AND (%(at)s::timestamptz IS NULL OR (requested_at, request_id::text) > (%(at)s, %(id)s))"
-            " ORDER BY requested_at, request_id::text LIMIT 20",
-            {"at": cursor["at"], "id": cursor["id"]},
-        ).fetchall()
-        requests: list[dg.RunRequest] = []
-        for row in rows:
-            claimed = conn.execute(
-                "UPDATE migration_state.rollback_requests SET status = 'running', started_at = now()"
-                " WHERE request_id = %s AND status = 'pending'",
-                (row["request_id"],),
-            ).rowcount
-            cursor = {"at": row["requested_at"].isoformat(), "id": str(row["request_id"])}
-            if not claimed:
-                context.log.info(f"request {row['request_id']} was claimed elsewhere; skipped")
-                continue
-            context.log.info(
-                f"launching {JOB_NAME} for request {row['request_id']}: days {row['partition_keys']},"
-                f" services {row['services']}, reason {row['reason']!r}"
-            )
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"rollback:{row['request_id']}",
-                    run_config=request_run_config(row),
-                    tags={ROLLBACK_TAG: str(row["request_id"])},
+def build_rollback_sensors(rollback_job: dg.JobDefinition) -> list[dg.SensorDefinition]:
+    """The request sensor, launching this rollback job (`build_rollback_jobs`)."""
+
+    @dg.sensor(
+        name="rollback_requests_sensor",
+        job=rollback_job,
+        minimum_interval_seconds=_INTERVAL,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=__doc__,
+    )
+    def rollback_requests_sensor(
+        context: dg.SensorEvaluationContext, postgres: PostgresResource
+    ) -> dg.SensorResult | dg.SkipReason:
+        cursor = json.loads(context.cursor) if context.cursor else {"at": None, "id": ""}
+        with postgres.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            rows = cur.execute(
+                "SELECT request_id, partition_keys, services, after_ts, code_version, dry_run, reason,"
+                " requested_at FROM migration_state.rollback_requests WHERE status = 'pending'"
+                " AND (%(at)s::timestamptz IS NULL OR (requested_at, request_id::text) > (%(at)s, %(id)s))"
+                " ORDER BY requested_at, request_id::text LIMIT 20",
+                {"at": cursor["at"], "id": cursor["id"]},
+            ).fetchall()
+            requests: list[dg.RunRequest] = []
+            for row in rows:
+                claimed = conn.execute(
+                    "UPDATE migration_state.rollback_requests SET status = 'running', started_at = now()"
+                    " WHERE request_id = %s AND status = 'pending'",
+                    (row["request_id"],),
+                ).rowcount
+                cursor = {"at": row["requested_at"].isoformat(), "id": str(row["request_id"])}
+                if not claimed:
+                    context.log.info(f"request {row['request_id']} was claimed elsewhere; skipped")
+                    continue
+                context.log.info(
+                    f"launching {JOB_NAME} for request {row['request_id']}: days {row['partition_keys']},"
+                    f" services {row['services']}, reason {row['reason']!r}"
                 )
-            )
-        conn.commit()
-    if not requests:
-        return dg.SkipReason("no new rollback requests")
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))
+                requests.append(
+                    dg.RunRequest(
+                        run_key=f"rollback:{row['request_id']}",
+                        run_config=request_run_config(row),
+                        tags={ROLLBACK_TAG: str(row["request_id"])},
+                    )
+                )
+            conn.commit()
+        if not requests:
+            return dg.SkipReason("no new rollback requests")
+        return dg.SensorResult(run_requests=requests, cursor=json.dumps(cursor))
+
+    return [rollback_requests_sensor]
 
 
-rollback_sensors: list[dg.SensorDefinition] = [rollback_requests_sensor]
+def __getattr__(name: str) -> Any:
+    """The settings' spec's sensors, built on first use: `rollback_sensors`,
+    `rollback_requests_sensor`."""
+    if name in ("rollback_sensors", "rollback_requests_sensor"):
+        sensors = build_rollback_sensors(jobs_for(current_spec())[0])
+        return sensors if name == "rollback_sensors" else sensors[0]
+    raise AttributeError(name)

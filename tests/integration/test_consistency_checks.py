@@ -21,28 +21,32 @@ from confluent_kafka import TopicPartition
 from strangler.analytics.ddl import DdlOptions, drop_database_sql
 from strangler.analytics.sink import SinkOptions as AnalyticsOptions
 from strangler.analytics.sink import load_day
-from strangler.analytics.synthetic import Event, create_topics, publish_day, record_ranges
 from strangler.assets.weaviate_collections import cached_encoder
+from strangler.checks.catalogue import CheckTargets, declared_checks
 from strangler.checks.outcome import CheckOutcome
-from strangler.checks.runner import CheckTargets, run_partition
+from strangler.checks.runner import run_partition
 from strangler.migration.consumer_lag import refresh_sync_status
 from strangler.migration.day_events import read_day_from_store
-from strangler.migration.events import TOPICS
 from strangler.migration.outbox_relay import DayRelay
 from strangler.migration.partition_run import PartitionMigration, RunOptions
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.embeddings import EmbedderResource
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.weaviate import WeaviateResource
+from strangler.sample.synthetic import Event, create_topics, publish_day, record_ranges
 from strangler.search.objects import object_uuid
 from strangler.search.schema import CollectionNames, drop
 from strangler.search.sink import SinkOptions as SearchOptions
 from strangler.search.sink import run_day
 from strangler.settings import Settings
+from strangler.spec import current_spec
 
 from .migration_helpers import ensure_test_topics, seeded_database
 
 pytestmark = pytest.mark.integration
+
+TOPICS = current_spec().topics
+"""The sample's streams and their topics (the settings' spec)."""
 
 DAY = date.today() - timedelta(days=5)
 KEY = DAY.isoformat()
@@ -203,6 +207,10 @@ def test_clean_day_passes_every_check(built: BuiltDay) -> None:
         "weaviate.vectors_complete",
         "weaviate.fresh",
     } <= names
+    declared = declared_checks(current_spec())
+    assert {(o.asset, o.name) for o in outcomes} == {
+        (d.asset, d.check.outcome_name) for d in declared
+    }, "the runner reports exactly the catalogue's checks of the spec"
     by_name = {o.key: o for o in outcomes}
     ch = by_name[f"clickhouse.matches_event_store[{built.ddl.database}]"]
     assert ch.left_count == ch.right_count and ch.left_count and ch.left_count > 100
@@ -451,7 +459,11 @@ def test_partitioned_asset_checks_in_dagster(built: BuiltDay) -> None:
 
     from strangler.assets.clickhouse_tables import clickhouse_analytics
     from strangler.assets.event_store import event_store_events
-    from strangler.checks.consistency import clickhouse_consistency, event_store_consistency
+    from strangler.checks.consistency import consistency_checks
+
+    by_name = {c.node_def.name: c for c in consistency_checks}
+    event_store_consistency = by_name["event_store_consistency"]
+    clickhouse_consistency = by_name["clickhouse_consistency"]
     from strangler.resources.postgres import PostgresResource
 
     with dg.instance_for_test() as instance:

@@ -33,7 +33,6 @@ from strangler.analytics.sink import load_day
 from strangler.assets.event_store import event_store_events
 from strangler.assets.weaviate_collections import cached_encoder
 from strangler.checks.partition_live import partition_live, partition_liveness
-from strangler.migration.events import TOPICS
 from strangler.migration.outbox_relay import DayRelay
 from strangler.migration.partition_run import PartitionMigration, RunOptions
 from strangler.resources.clickhouse import ClickHouseResource
@@ -56,10 +55,14 @@ from strangler.rollback.undo import undo
 from strangler.search.schema import CollectionNames, drop
 from strangler.search.sink import SinkOptions as SearchOptions
 from strangler.search.sink import run_day
+from strangler.spec import current_spec
 
 from .migration_helpers import ensure_test_topics, seeded_database
 
 pytestmark = pytest.mark.integration
+
+TOPICS = current_spec().topics
+"""The sample's streams and their topics (the settings' spec)."""
 
 DAY = date.today() - timedelta(days=6)
 KEY = DAY.isoformat()

@@ -18,17 +18,17 @@ import typer
 from strangler.checks import alerts
 from strangler.checks.cli import partition_range
 from strangler.checks.consistency import (
-    check_failure_alerts,
     check_sensors,
+    consistency_check_keys,
     consistency_checks,
     evaluations,
     next_partition,
 )
 from strangler.checks.diff import BucketSum, bisect_diff, summarize_ids
-from strangler.checks.freshness import freshness_checks
 from strangler.checks.outcome import CheckOutcome
 from strangler.checks.report import render
 from strangler.settings import get_settings
+from strangler.spec import current_spec
 
 
 class MemorySide:
@@ -132,42 +132,62 @@ def test_reconciliation_walks_recent_partitions_round_robin() -> None:
 
 
 def test_outcomes_map_to_declared_checks() -> None:
-    outcomes = [
-        CheckOutcome("kafka.keys_ordered", "kafka", "2026-01-02", True, "", target="p.ocr.events"),
-        CheckOutcome(
-            "weaviate.vectors_complete", "weaviate", "2026-01-02", False, "", target="POcrPage"
-        ),
-        CheckOutcome("event_store.runnable", "event-store", "2026-01-02", False, ""),
+    """The runner records each outcome's asset; only declared (asset, check) pairs report."""
+    declared = [
+        dg.AssetCheckKey(dg.AssetKey(["kafka", "orders"]), "keys_ordered"),
+        dg.AssetCheckKey(dg.AssetKey(["weaviate", "Order"]), "vectors_complete"),
     ]
-    evs = evaluations(outcomes, topic_prefix="p.")
+    outcomes = [
+        CheckOutcome(
+            "kafka.keys_ordered", "kafka", "2026-01-02", True, "", asset=("kafka", "orders")
+        ),
+        CheckOutcome(
+            "weaviate.vectors_complete",
+            "weaviate",
+            "2026-01-02",
+            False,
+            "",
+            asset=("weaviate", "Order"),
+        ),
+        CheckOutcome(
+            "event_store.runnable",
+            "event-store",
+            "2026-01-02",
+            False,
+            "",
+            asset=("event_store", "events"),
+        ),
+        CheckOutcome("kafka.fresh", "kafka", "2026-01-02", True, ""),
+    ]
+    evs = evaluations(outcomes, declared)
     assert [(e.asset_key.to_user_string(), e.check_name, e.partition) for e in evs] == [
-        ("kafka/ocr.events", "keys_ordered", "2026-01-02"),
-        ("weaviate/OcrPage", "vectors_complete", "2026-01-02"),
+        ("kafka/orders", "keys_ordered", "2026-01-02"),
+        ("weaviate/Order", "vectors_complete", "2026-01-02"),
     ]
 
 
 def _defs() -> dg.Definitions:
-    """The code location's definitions with these checks and sensors merged in (as wired)."""
+    """The code location's definitions (the checks and sensors as wired there)."""
     from strangler.definitions import build_definitions
     from strangler.settings import get_settings
     from strangler.spec import current_spec
 
-    return dg.Definitions.merge(
-        build_definitions(current_spec(), get_settings()),
-        dg.Definitions(
-            asset_checks=[*consistency_checks, *freshness_checks], sensors=check_sensors
-        ),
-    )
+    return build_definitions(current_spec(), get_settings())
 
 
 def test_checks_and_sensors_load_with_the_assets() -> None:
     defs = _defs()
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
+    declared = set(consistency_check_keys(current_spec()))
+    assert declared <= set(graph.asset_check_keys)
+    for key in declared:
+        assert key.asset_key in graph.get_all_asset_keys()
     for checks_def in consistency_checks:
         for spec in checks_def.check_specs:
-            assert spec.asset_key in graph.get_all_asset_keys()
             assert spec.partitions_def == graph.get(spec.asset_key).partitions_def
+    sensors = {s.name for s in defs.sensors or []}
+    assert {s.name for s in check_sensors} <= sensors
 
 
 class _Hook(BaseHTTPRequestHandler):
@@ -221,6 +241,7 @@ def _report(instance: dg.DagsterInstance, passed: bool, partition: str) -> None:
 
 def test_alert_sensor_posts_each_new_failure_once(webhook: list[dict[str, Any]]) -> None:
     defs = _defs()
+    alert_sensor = next(s for s in check_sensors if s.name == "check_failure_alerts")
     with dg.instance_for_test() as instance:
 
         def tick(cursor: str | None) -> str | None:
@@ -229,7 +250,7 @@ def test_alert_sensor_posts_each_new_failure_once(webhook: list[dict[str, Any]])
                 cursor=cursor,
                 definitions=defs,
             )
-            check_failure_alerts.evaluate_tick(ctx)
+            alert_sensor.evaluate_tick(ctx)
             return ctx.cursor
 
         _report(instance, False, "2026-01-02")
