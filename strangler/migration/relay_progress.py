@@ -77,7 +77,9 @@ def read_progress(
     deadline = time.monotonic() + timeout_s
     try:
         while True:
-            for msg in consumer.consume(num_messages=1_000, timeout=0.5):
+            # consume() waits its whole timeout unless num_messages arrive: short waits, and
+            # the position check below ends the read as soon as the end is reached.
+            for msg in consumer.consume(num_messages=1_000, timeout=0.05):
                 if msg.error() is not None:
                     raise RuntimeError(
                         f"reading relay progress from {progress_topic}: {msg.error()}"
