@@ -319,7 +319,7 @@ SEEDED_START = date.today() - timedelta(days=9)
 SEEDED_DAYS = [SEEDED_START, SEEDED_START + timedelta(days=1)]
 
 
-def test_seeded_days_in_tenants_pass_consistency_and_search_checks(
+def test_seeded_days_in_tenants_pass_checks_also_after_a_hard_delete(
     postgres_url: str,
     kafka: KafkaResource,
     weaviate_resource: WeaviateResource,
@@ -411,6 +411,50 @@ def test_seeded_days_in_tenants_pass_consistency_and_search_checks(
                             QualityOptions(sample_size=10, k=5),
                         )
                         assert quality.sampled > 0 and quality.passed, quality.metadata()
+                # A document deleted in the monolith: the migration's delete event reaches
+                # Kafka, the object leaves its tenant, its pages keep their tenant (resolved
+                # from the deleted document's state) and every check still passes.
+                day2 = SEEDED_DAYS[1].isoformat()
+                gone = conn.execute(
+                    "SELECT e.aggregate_id FROM eventstore.events e WHERE e.partition_day = %s"
+                    " AND e.event_type = 'DocumentUploaded' AND EXISTS (SELECT 1"
+                    "  FROM eventstore.events p WHERE p.aggregate_type = 'OcrPage'"
+                    "  AND p.payload ->> 'document_id' = e.aggregate_id)"
+                    " ORDER BY e.aggregate_id LIMIT 1",
+                    (day2,),
+                ).fetchone()
+                assert gone is not None
+                conn.execute("DELETE FROM monolith.documents WHERE id = %s", (int(gone[0]),))
+                conn.commit()
+                migrated = PartitionMigration(
+                    url, SEEDED_DAYS[1], options=RunOptions(topic_prefix=prefixed.topic_prefix)
+                ).run()
+                assert migrated.deleted == 1
+                DayRelay(url, prefixed, day2, topics, progress).run()
+                after = run_day(
+                    conn=conn,
+                    client=client,
+                    encoder=encoder,
+                    kafka=prefixed,
+                    spec=SPEC,
+                    day=day2,
+                    run_id=f"test-{unique}-delete",
+                    options=options,
+                )
+                assert after.per_type["Document"].deleted == 1
+                assert after.per_type["OcrPage"].deleted == 0
+                document = client.collections.get(names.of("Document"))
+                assert all(
+                    document.with_tenant(t).query.fetch_object_by_id(
+                        object_uuid("Document", gone[0])
+                    )
+                    is None
+                    for t in document.tenants.get()
+                )
+                outcomes = check_weaviate_partition(
+                    SPEC, conn, client, day2, names=names, dimension=embedder.dimension
+                )
+                assert [o.summary() for o in outcomes if not o.passed] == []
     finally:
         with weaviate_resource.client() as client:
             drop(client, names, SPEC)
