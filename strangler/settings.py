@@ -137,9 +137,6 @@ class Settings(BaseSettings):
         default=None,
         description="Embedding cache and ONNX exports; default STRANGLER_HOME/embeddings.",
     )
-    embedding_chunk_overlap: int = Field(
-        default=32, ge=0, description="Tokens shared by chunks of long pages."
-    )
     embedding_encode_batch: int = Field(
         default=1_024, ge=1, description="Texts per encode step of the sink."
     )
