@@ -148,17 +148,15 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def extract_sql(field: str, base: str) -> str:
-    """ClickHouse expression of the field's value in `payload`, converted to `base`."""
-    f = _quoted(field)
-    raw = f"JSONExtractRaw(payload, {f})"
+def convert_sql(raw: str, base: str) -> str:
+    """ClickHouse expression converting `raw` (a JSON value's text, '' when absent) to `base`."""
     if base == JSON_TEXT:
-        return f"if(JSONType(payload, {f}) IN ('Null'), NULL, nullIf({raw}, ''))"
+        return f"if({raw} IN ('', 'null'), NULL, {raw})"
     if base.startswith("Array("):
-        return f"JSONExtract(payload, {f}, {_quoted(base)})"
+        return f"JSONExtract({raw}, {_quoted(base)})"
     text = (
-        f"multiIf(JSONType(payload, {f}) = 'String', JSONExtractString(payload, {f}),"
-        f" JSONType(payload, {f}) IN ('Null'), NULL, nullIf({raw}, ''))"
+        f"multiIf({raw} IN ('', 'null'), NULL, JSONType({raw}) = 'String',"
+        f" JSONExtractString({raw}), {raw})"
     )
     plain = (
         base.removeprefix("LowCardinality(").removesuffix(")")
@@ -168,8 +166,16 @@ def extract_sql(field: str, base: str) -> str:
     if plain == "String":
         return text
     if plain.startswith("DateTime"):
-        return f"accurateCastOrNull(parseDateTime64BestEffortOrNull({text}, 6, 'UTC'), {_quoted(plain)})"
+        return (
+            f"accurateCastOrNull(parseDateTime64BestEffortOrNull({text}, 6, 'UTC'),"
+            f" {_quoted(plain)})"
+        )
     return f"accurateCastOrNull({text}, {_quoted(plain)})"
+
+
+def extract_sql(field: str, base: str, source: str = "payload") -> str:
+    """ClickHouse expression of the field's value in the JSON text `source`, as `base`."""
+    return convert_sql(f"JSONExtractRaw({source}, {_quoted(field)})", base)
 
 
 def state_fields(aggregate: Aggregate, columns: Mapping[str, str]) -> dict[str, str]:
@@ -241,24 +247,35 @@ def state_derivation(aggregate: Aggregate, columns: Mapping[str, str]) -> tuple[
     import_type = aggregate.event_type("import") if aggregate.events.import_.enabled else None
     imported = f"event_type = {_quoted(import_type)}" if import_type else "0"
     all_types = ", ".join(_quoted(t) for t in aggregate.event_types)
-    # argMax skips NULL values; a tuple is never NULL, so a field set to null stays null.
-    selects = [
+    # Each payload is parsed once (into a map of raw JSON values); per field the raw value of
+    # the latest event carrying it is kept, and only those are converted to typed values.
+    latest = [
+        f"argMaxIf(kv[{_quoted(name)}], position, {live} AND mapContains(kv, {_quoted(name)}))"
+        f" AS `_p{i}`"
+        for i, name in enumerate(fields)
+    ]
+    inner = (
+        "SELECT\n        partition_key,\n        source_id AS _row_id,\n"
+        "        toUInt64(max(position)) AS _version,\n"
+        f"        toUInt8(maxIf(position, {deleted}) > maxIf(position, {imported})) AS _is_deleted,\n"
+        "        max(occurred_at) AS _updated_at"
+        + "".join(f",\n        {expr}" for expr in latest)
+        + "\n    FROM (SELECT partition_key, source_id, position, event_type, occurred_at,"
+        " CAST(JSONExtractKeysAndValuesRaw(payload), 'Map(String, String)') AS kv"
+        f"\n        FROM {{{{db}}}}.`{EVENTS_TABLE}`\n        WHERE event_type IN ({all_types})"
+        f" AND source_table = {_quoted(aggregate.source.table)})"
+        "\n    GROUP BY partition_key, source_id"
+    )
+    outer = [
         "partition_key",
-        "source_id AS _row_id",
-        "toUInt64(max(position)) AS _version",
-        f"toUInt8(maxIf(position, {deleted}) > maxIf(position, {imported})) AS _is_deleted",
-        "max(occurred_at) AS _updated_at",
+        "_row_id",
+        "_version",
+        "_is_deleted",
+        "_updated_at",
         *(
-            f"argMaxIf(tuple({extract_sql(name, base)}), position,"
-            f" {live} AND JSONHas(payload, {_quoted(name)})).1 AS `{name}`"
-            for name, base in fields.items()
+            f"{convert_sql(f'`_p{i}`', base)} AS `{name}`"
+            for i, (name, base) in enumerate(fields.items())
         ),
     ]
-    select = (
-        "SELECT\n    "
-        + ",\n    ".join(selects)
-        + f"\nFROM {{{{db}}}}.`{EVENTS_TABLE}`\nWHERE event_type IN ({all_types})"
-        f" AND source_table = {_quoted(aggregate.source.table)}"
-        "\nGROUP BY partition_key, source_id"
-    )
+    select = "SELECT\n    " + ",\n    ".join(outer) + f"\nFROM (\n    {inner}\n)"
     return table, create, select

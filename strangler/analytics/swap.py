@@ -54,10 +54,11 @@ _ENVELOPE = (
     "Tuple(event_id Nullable(UUID), event_type String, schema_version UInt16,"
     " aggregate_type String, aggregate_id String, aggregate_version UInt32,"
     " occurred_at String, partition_day String, position Int64,"
-    " metadata Tuple(source_table String, source_id String))"
+    " metadata Tuple(source_table String, source_id String), payload String)"
 )
-"""The record value's JSON envelope (strangler.migration.kafka_records), parsed once per row.
-`partition_day` carries the partition key (the relay sets it to the key, days or not)."""
+"""The record value's JSON envelope (strangler.migration.kafka_records), parsed once per row
+(an object extracted as String is its JSON text). `partition_day` carries the partition key
+(the relay sets it to the key, days or not)."""
 
 
 class SwapClient(Protocol):
@@ -156,7 +157,7 @@ class PartitionSwap:
 
     def prepare(self, client: SwapClient) -> None:
         """Fresh, empty twins (left-overs of a killed run of P are dropped first)."""
-        self.discard(client)
+        self.discard(client, only_present=True)
         o = self.options
         client.command(
             f"CREATE TABLE {o.table(self.landing)}{o.on_cluster} (value String,"
@@ -194,9 +195,9 @@ class PartitionSwap:
             " SELECT e.partition_day, parseDateTime64BestEffort(e.occurred_at, 6, 'UTC'),"
             " assumeNotNull(e.event_id), e.event_type, e.schema_version, e.aggregate_type,"
             " e.aggregate_id, e.aggregate_version, e.position, e.metadata.source_table,"
-            " e.metadata.source_id, JSONExtractRaw(value, 'payload'), kafka_topic,"
+            " e.metadata.source_id, e.payload, kafka_topic,"
             " kafka_partition, kafka_offset"
-            f" FROM (SELECT JSONExtract(value, '{_ENVELOPE}') AS e, value, kafka_topic,"
+            f" FROM (SELECT JSONExtract(value, '{_ENVELOPE}') AS e, kafka_topic,"
             f" kafka_partition, kafka_offset FROM {landing})"
             " WHERE e.partition_day = {key:String} AND e.event_id IS NOT NULL"
             " ORDER BY e.event_id, kafka_offset LIMIT 1 BY e.event_id",
@@ -211,10 +212,18 @@ class PartitionSwap:
         landed, other, duplicates = self._stage_events(client)
         for derivation in (*self.schema.derived, *self.schema.views):
             client.command(derivation_sql(derivation, self.options, self.staging))
-        rows: dict[str, int] = {}
+        counted = client.query(
+            " UNION ALL ".join(
+                f"SELECT {i} AS t, count() FROM {self._staged(table)}"
+                " WHERE partition_key = {key:String}"
+                for i, table in enumerate(self.schema.swapped_tables)
+            ),
+            parameters={"key": self.key},
+        ).result_rows
+        by_index = {int(i): int(n) for i, n in counted}
+        rows = {t: by_index.get(i, 0) for i, t in enumerate(self.schema.swapped_tables)}
         for table in self.schema.swapped_tables:
             staged = self._staged(table)
-            rows[table] = self._count(client, staged)
             live = self.options.table(table)
             if rows[table]:
                 client.command(
@@ -227,10 +236,27 @@ class PartitionSwap:
             rows=rows, duplicates_dropped=duplicates, landed=landed, other_partitions=other
         )
 
-    def discard(self, client: SwapClient) -> None:
+    def discard(self, client: SwapClient, *, only_present: bool = False) -> None:
+        """Drop the twins of P (`only_present`: look first, usually there are none)."""
         o = self.options
-        for twin in (self.landing, *self.staging.values()):
-            client.command(f"DROP TABLE IF EXISTS {o.table(twin)}{o.on_cluster} SYNC")
+        twins = [self.landing, *self.staging.values()]
+        if only_present:
+            present = {
+                str(r[0])
+                for r in client.query(
+                    "SELECT name FROM system.tables WHERE database = {db:String}"
+                    " AND has({names:Array(String)}, name)",
+                    parameters={"db": o.database, "names": twins},
+                ).result_rows
+            }
+            twins = [t for t in twins if t in present]
+        if not twins:
+            return
+        if o.cluster:
+            for twin in twins:
+                client.command(f"DROP TABLE IF EXISTS {o.table(twin)}{o.on_cluster} SYNC")
+            return
+        client.command(f"DROP TABLE IF EXISTS {', '.join(o.table(t) for t in twins)} SYNC")
 
 
 DaySwap = PartitionSwap

@@ -46,7 +46,11 @@ class ClickHouseSinkConfig(dg.Config):
     consumer_group: str = Field(default=CONSUMER_GROUP, description="Kafka consumer group.")
     insert_batch_rows: int = Field(default=100_000, ge=1, description="Records per insert.")
     track_events: bool = Field(
-        default=True, description="One microservices.service_processing row per event."
+        default=False,
+        description=(
+            "Also one microservices.service_processing row per event (an audit trail that"
+            " costs about as much as the load)."
+        ),
     )
     idle_timeout_s: float = Field(default=30.0, gt=0, description="Give up on a silent topic.")
 

@@ -297,13 +297,20 @@ def sample(
 def test_sample_day_user_analytics_and_a_hard_delete(sample: Estate) -> None:
     key = START_DAY.isoformat()
     sample.migrate(key)
-    first = sample.load(key)
+    first = sample.load(key, track_events=True)
     assert first.source == "kafka" and first.rows > 0
     with psycopg.connect(sample.estate_url) as conn:
         (outbox,) = conn.execute(  # type: ignore[misc]
             "SELECT count(*) FROM eventstore.outbox WHERE partition_key = %s", (key,)
         ).fetchone()
-    assert first.rows == outbox
+        (tracked,) = conn.execute(  # type: ignore[misc]
+            "SELECT count(*) FROM microservices.service_processing sp"
+            " JOIN eventstore.events e USING (event_id)"
+            " WHERE sp.service = 'analytics-service' AND sp.status = 'succeeded'"
+            " AND e.partition_key = %s",
+            (key,),
+        ).fetchone()
+    assert first.rows == outbox == tracked
     # the user's analytics folder: tables, views and a derived table rebuilt in the same swap
     for table in ("event_counts_daily", "documents_status_daily", "document_processing"):
         assert first.swap.rows[table] > 0, table
