@@ -18,6 +18,7 @@ defs.yaml and drafts the spec from the monolith's catalog, as `strangler spec in
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import dagster as dg
@@ -97,5 +98,12 @@ class Estate(dg.Component, dg.Resolvable, dg.Model):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         path = self.spec_path(context)
-        settings = get_settings().model_copy(update={"spec": path})
-        return build_definitions(load_spec(path), settings)
+        configured = get_settings()
+        if configured.spec.resolve() != path:
+            warnings.warn(
+                f"strangler.Estate builds {path}, but STRANGLER_SPEC names {configured.spec}:"
+                " the `strangler` commands (check, rollback, migrate) read STRANGLER_SPEC;"
+                f" set it to {path} so they see the same estate",
+                stacklevel=2,
+            )
+        return build_definitions(load_spec(path), configured.model_copy(update={"spec": path}))

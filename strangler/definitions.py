@@ -15,14 +15,14 @@ from strangler.assets.event_store import build_event_store_assets
 from strangler.assets.kafka_topics import build_kafka_assets
 from strangler.assets.monolith import build_monolith_sources
 from strangler.assets.weaviate_collections import build_weaviate_assets
-from strangler.checks.consistency import check_sensors, consistency_checks
-from strangler.checks.freshness import freshness_checks
-from strangler.checks.partition_live import partition_live
+from strangler.checks.consistency import build_check_sensors, build_consistency_checks
+from strangler.checks.freshness import build_freshness_checks
+from strangler.checks.partition_live import build_partition_live
 from strangler.checks.source_drift import build_source_drift_checks
 from strangler.resources.factory import build_resources
-from strangler.rollback.job import rollback_jobs
-from strangler.sensors.backfill import backfill_sensors
-from strangler.sensors.rollback import rollback_sensors
+from strangler.rollback.job import build_rollback_jobs
+from strangler.sensors.backfill import build_backfill_sensors
+from strangler.sensors.rollback import build_rollback_sensors
 from strangler.settings import Settings, get_settings
 from strangler.spec import EstateSpec, current_spec
 
@@ -39,6 +39,8 @@ def build_executor(settings: Settings) -> dg.ExecutorDefinition:
 def build_definitions(spec: EstateSpec, settings: Settings) -> dg.Definitions:
     """Every asset, check, sensor and job of the estate the spec describes, with its resources."""
     weaviate_assets, weaviate_checks = build_weaviate_assets(spec)
+    freshness_checks = build_freshness_checks(spec)
+    rollback_jobs = build_rollback_jobs(spec)
     return dg.Definitions(
         assets=[
             *build_monolith_sources(spec),
@@ -49,13 +51,17 @@ def build_definitions(spec: EstateSpec, settings: Settings) -> dg.Definitions:
         ],
         asset_checks=[
             *weaviate_checks,
-            *consistency_checks,
+            *build_consistency_checks(spec, settings),
             *freshness_checks,
-            partition_live,
+            build_partition_live(spec),
             *build_source_drift_checks(spec),
         ],
-        sensors=[*check_sensors, *rollback_sensors, *backfill_sensors],
-        jobs=[*rollback_jobs],
+        sensors=[
+            *build_check_sensors(spec, freshness_checks),
+            *build_rollback_sensors(rollback_jobs[0]),
+            *build_backfill_sensors(spec),
+        ],
+        jobs=rollback_jobs,
         resources=build_resources(settings),
         executor=build_executor(settings),
     )

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from strangler.analytics.ddl import default_schema
+from strangler.analytics.ddl import build_schema
 from strangler.checks.catalogue import (
     EVENT_STORE_ASSET,
     kafka_asset,
@@ -27,7 +27,7 @@ def asset_keys_for(
     if RELAY in services:
         paths += [kafka_asset(t) for t in stream_topics(spec).values()]
     if ANALYTICS in services:
-        paths += [("clickhouse", t) for t in default_schema().swapped_tables]
+        paths += [("clickhouse", t) for t in build_schema(spec).swapped_tables]
     if SEARCH in services:
         daily = {a.name for a in spec.daily}
         paths += [weaviate_asset(a.name) for a in spec.searchable if a.name in daily]

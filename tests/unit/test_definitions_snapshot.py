@@ -21,7 +21,7 @@ from tests.definitions_snapshot import snapshot
 
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "snapshots"
 SHOP_SPEC = Path(__file__).resolve().parents[1] / "schemas" / "shop" / "strangler.yaml"
-SPECS = {"sample": Path(SAMPLE_SPEC)}  # the shop joins once ClickHouse and Weaviate follow the spec
+SPECS = {"sample": Path(SAMPLE_SPEC), "shop": SHOP_SPEC}
 UPDATE = os.environ.get("STRANGLER_UPDATE_SNAPSHOTS") == "1"
 
 
@@ -45,11 +45,16 @@ def test_definitions_match_their_snapshot(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_definitions_follow_the_spec(name: str) -> None:
-    """The monolith sources and the topics are exactly the spec's: the definitions come from the
-    spec handed to `build_definitions`, not from the configured one."""
+    """Sources, topics and collections are exactly the spec's, and no check or dependency names
+    an asset the spec does not have: the definitions come from the spec handed to
+    `build_definitions`, not from the configured one (the sample's, by default)."""
     spec = load_spec(SPECS[name])
     assets = snapshot(build_definitions(spec, Settings(spec=SPECS[name])))["assets"]
     sources = {key for key in assets if key.startswith("monolith/")}
     topics = {key for key in assets if key.startswith("kafka/")}
     assert sources == {f"monolith/{a.source.table}" for a in spec.aggregates}
     assert topics == {f"kafka/{topic}" for topic in spec.topics.values()}
+    collections = {key for key in assets if key.startswith("weaviate/")}
+    assert collections == {f"weaviate/{a.name}" for a in spec.searchable}
+    dangling = [key for key, asset in assets.items() if asset["execution"] == "UNEXECUTABLE"]
+    assert not dangling, f"checks or deps name assets no builder of this spec made: {dangling}"
