@@ -40,11 +40,13 @@ def _plain(metadata: dict[str, Any]) -> dict[str, Any]:
 
 
 def _progress(conninfo: str, migration_like: str, keys: Sequence[str]) -> tuple[int, int]:
+    """Rows done and rows to do over the runs of these partitions (a range batch's run row is
+    keyed `first..last#digest`, so it counts under its first partition)."""
     with psycopg.connect(conninfo, connect_timeout=5) as conn:
         row = conn.execute(
             "SELECT coalesce(sum(processed_items + failed_items), 0), coalesce(sum(total_items), 0)"
             " FROM (SELECT DISTINCT ON (migration, partition_key) * FROM migration_state.migration_runs"
-            "       WHERE migration LIKE %s AND partition_key = ANY(%s) ORDER BY migration, partition_key, started_at DESC) r",
+            "       WHERE migration LIKE %s AND split_part(partition_key, '..', 1) = ANY(%s) ORDER BY migration, partition_key, started_at DESC) r",
             (migration_like, list(keys)),
         ).fetchone()
     return (int(row[0]), int(row[1])) if row else (0, 0)

@@ -40,6 +40,8 @@ from strangler.spec import EstateSpec, current_spec
 from strangler.spec.models import Aggregate
 
 MIGRATION = "event_store"
+PARTITION_COLUMN = "__partition_key"
+"""The extraction column naming a row's partition when one read spans several (a range)."""
 log = logging.getLogger(__name__)
 
 
@@ -186,7 +188,7 @@ class PartitionMigration:
         self.source_conninfo = source_conninfo or conninfo
         self.spec = spec or current_spec()
         self.key = partition.isoformat() if isinstance(partition, date) else partition
-        self.window = source.Window.for_key(self.key, self.spec.estate)
+        self.window = self._window()
         self.run_id = run_id or f"cli-{uuid.uuid4()}"
         self.options = options or RunOptions()
         self.report = report or log.info
@@ -195,8 +197,16 @@ class PartitionMigration:
         aggregates = self.spec.reference if self.window.is_reference else self.spec.daily
         self.tables = [self._table(a) for a in aggregates]
 
+    def _window(self) -> source.Window:
+        return source.Window.for_key(self.key, self.spec.estate)
+
+    def _extended(self, aggregate: Aggregate, compiled: source.Extraction) -> source.Extraction:
+        """The extraction as compiled (a range batch adds each row's partition)."""
+        return compiled
+
     def _table(self, aggregate: Aggregate) -> _Table:
         compiled, rules = extraction(self.spec, aggregate, self.now)
+        compiled = self._extended(aggregate, compiled)
         return _Table(aggregate, rules, compiled, EventBuilder(aggregate, self.key, self.now))
 
     # -- the run ---------------------------------------------------------------------------
@@ -291,6 +301,7 @@ class PartitionMigration:
                 written = existing = 0
                 if not self.options.dry_run:
                     versioned = _renumber(writer, events)
+                    self._appending(versioned)
                     outcome = store.append_batch(versioned)
                     written, existing = (
                         outcome.appended,
@@ -320,6 +331,8 @@ class PartitionMigration:
         clean: list[Clean] = []
         failed: list[Failure] = []
         for row in rows:
+            if PARTITION_COLUMN in row:  # a range read: the row's events carry its partition
+                table.builder.partition_key = row[PARTITION_COLUMN]
             broken = violations(table.rules, row)
             if broken:
                 failed.append((row, broken))
@@ -375,6 +388,9 @@ class PartitionMigration:
             self.result.events_written += outcome.appended
 
     # -- bookkeeping -------------------------------------------------------------------------
+
+    def _appending(self, events: list[NewEvent]) -> None:
+        """Events about to be appended (a range batch counts them per partition)."""
 
     def _tally(
         self,
@@ -531,7 +547,7 @@ class PartitionMigration:
                 params.append(
                     (
                         MIGRATION,
-                        self.key,
+                        row.get(PARTITION_COLUMN, self.key),
                         table,
                         source.aggregate_id(aggregate, row),
                         rule,

@@ -13,6 +13,7 @@ finished partitions are complete, the interrupted one resumes from its checkpoin
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,16 +24,20 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from strangler.event_store._db import dumps
+from strangler.event_store.model import NewEvent
 from strangler.migration import source
 from strangler.migration.partition_run import (
     MIGRATION,
+    PARTITION_COLUMN,
     PartitionMigration,
     PartitionResult,
     RunOptions,
     Session,
     source_session,
 )
+from strangler.migration.progress import Progress
 from strangler.spec import EstateSpec
+from strangler.spec.models import Aggregate
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +57,8 @@ class RangePlan:
     """Per partition key: the monolith's version now ('' when empty)."""
     rows: dict[str, int] = field(default_factory=dict)
     """Per partition key: its rows in the monolith now."""
+    with_events: set[str] = field(default_factory=set)
+    """The partitions of the range that hold events already."""
 
 
 @dataclass
@@ -128,7 +135,7 @@ def plan_range(
             empty.append(key)
         else:
             to_run.append(key)
-    return RangePlan(to_run, unchanged, empty, versions, rows)
+    return RangePlan(to_run, unchanged, empty, versions, rows, with_events)
 
 
 def record_empty(conn: psycopg.Connection[Any], keys: Sequence[str], run_id: str) -> None:
@@ -146,6 +153,150 @@ def record_empty(conn: psycopg.Connection[Any], keys: Sequence[str], run_id: str
         " SET position = EXCLUDED.position, run_id = EXCLUDED.run_id, updated_at = now()",
         (MIGRATION, position, run_id, list(keys)),
     )
+
+
+class RangeBatch(PartitionMigration):
+    """Several partitions migrated as one unit: each table's rows of all of them in ONE read
+    (the rows of a sparse day cost a few rows' work, not a run's fixed queries), every row's
+    events and failures under its own partition (`PARTITION_COLUMN`), one checkpoint for the
+    batch (keyset over the whole read, so a kill resumes it), and at the end, in one
+    transaction, each partition's completed checkpoint at the version planned for it."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        keys: Sequence[str],
+        plan: RangePlan,
+        *,
+        spec: EstateSpec,
+        source_conninfo: str,
+        run_id: str,
+        options: RunOptions,
+        report: Callable[[str], None],
+        now: datetime | None,
+    ) -> None:
+        self.keys = sorted(keys)
+        self.plan = plan
+        self.events_by_key: dict[str, int] = dict.fromkeys(self.keys, 0)
+        digest = hashlib.sha1(",".join(self.keys).encode()).hexdigest()[:8]
+        super().__init__(
+            conninfo,
+            f"{self.keys[0]}..{self.keys[-1]}#{digest}",
+            spec=spec,
+            source_conninfo=source_conninfo,
+            run_id=run_id,
+            options=options,
+            report=report,
+            now=now,
+        )
+
+    def _window(self) -> source.Window:
+        estate = self.spec.estate
+        return source.Window.spanning(
+            source.Window.for_key(self.keys[0], estate),
+            source.Window.for_key(self.keys[-1], estate),
+            self.keys,
+        )
+
+    def _extended(self, aggregate: Aggregate, compiled: source.Extraction) -> source.Extraction:
+        expression = source.DayFilter(self.spec).partition_of(aggregate, "t")
+        return source.Extraction(
+            [*compiled.expressions, (PARTITION_COLUMN, expression)], compiled.params
+        )
+
+    def _lock_partition(self, conn: psycopg.Connection[Any]) -> None:
+        """Each partition of the batch, in key order (a single-partition run waits for it)."""
+        conn.execute(
+            "SELECT pg_advisory_lock(hashtextextended(%s || k, 0))"
+            " FROM (SELECT k FROM unnest(%s::text[]) AS k ORDER BY k) AS ordered",
+            (f"{MIGRATION}:", self.keys),
+        )
+
+    def _unlock_partition(self, conn: psycopg.Connection[Any]) -> None:
+        if not conn.closed:
+            conn.execute(
+                "SELECT pg_advisory_unlock(hashtextextended(%s || k, 0))"
+                " FROM unnest(%s::text[]) AS k",
+                (f"{MIGRATION}:", self.keys),
+            )
+
+    def _appending(self, events: list[NewEvent]) -> None:
+        for event in events:
+            key = event.metadata.get("partition_day")
+            if key in self.events_by_key:
+                self.events_by_key[key] += 1
+
+    def _delete_gone(self, table: Any, reader: Any, writer: Any, store: Any) -> None:
+        """Deletes can only concern partitions that held events before this run."""
+        for key in sorted(self.plan.with_events.intersection(self.keys)):
+            table.builder.partition_key = key
+            self.key, batch_key = key, self.key
+            try:
+                super()._delete_gone(table, reader, writer, store)
+            finally:
+                self.key = batch_key
+
+    def _complete(
+        self, control: psycopg.Connection[Any], writer: psycopg.Connection[Any], progress: Progress
+    ) -> None:
+        if not self.options.dry_run:
+            with writer.transaction():
+                writer.execute(
+                    "DELETE FROM migration_state.migration_checkpoints"
+                    " WHERE migration = %s AND partition_key = %s",
+                    (MIGRATION, self.key),
+                )
+                writer.cursor().executemany(
+                    "INSERT INTO migration_state.migration_checkpoints"
+                    " (migration, partition_key, position, run_id) VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (migration, partition_key) DO UPDATE"
+                    " SET position = EXCLUDED.position, run_id = EXCLUDED.run_id,"
+                    " updated_at = now()",
+                    [
+                        (
+                            MIGRATION,
+                            key,
+                            Jsonb(
+                                {
+                                    "table": self.tables[-1].name if self.tables else "",
+                                    "last_key": None,
+                                    "counts": {},
+                                    "status": "completed",
+                                    "source_version": self.plan.versions.get(key, ""),
+                                },
+                                dumps=dumps,
+                            ),
+                            self.run_id,
+                        )
+                        for key in self.keys
+                    ],
+                )
+            writer.commit()
+        self._finish_run(control, progress, status="succeeded")
+
+    def results(self, conn: psycopg.Connection[Any]) -> dict[str, PartitionResult]:
+        """Each partition's share of the batch: its rows, its failed rows (unresolved
+        failed_entities, so a resumed batch counts what it did before the kill too)."""
+        failed = {
+            str(k): int(n)
+            for k, n in conn.execute(
+                "SELECT partition_key, count(DISTINCT (source_table, source_key))"
+                " FROM migration_state.failed_entities WHERE migration = %s"
+                " AND partition_key = ANY(%s) AND resolved_at IS NULL GROUP BY 1",
+                (MIGRATION, self.keys),
+            )
+        }
+        out = {}
+        for key in self.keys:
+            rows = self.plan.rows.get(key, 0)
+            result = PartitionResult(key, self.run_id, self.options.dry_run, source_rows=rows)
+            result.failed = failed.get(key, 0)
+            result.migrated = rows - result.failed
+            result.events_written = self.events_by_key[key]
+            result.resumed_from = self.result.resumed_from
+            result.duration_s = self.result.duration_s
+            out[key] = result
+        return out
 
 
 def partition_run_id(run_id: str, partition_key: str, keys: Sequence[str]) -> str:
@@ -198,24 +349,43 @@ def migrate_range(
         plan = RangePlan(ordered, [], [])
     skipped: dict[str, Outcome] = {k: "unchanged" for k in plan.unchanged}
     skipped.update({k: "empty" for k in plan.empty})
-    with Session(conninfo, monolith, spec, options) as session:
-        for key in ordered:
-            if key in skipped:
-                rows = plan.rows.get(key, 0)
-                result = PartitionResult(key, run_id, options.dry_run, source_rows=rows)
-                done(PartitionOutcome(key, skipped[key], result))
-                continue
-            result = PartitionMigration(
-                conninfo,
-                key,
-                spec=spec,
-                source_conninfo=monolith,
-                run_id=partition_run_id(run_id, key, ordered),
-                options=options,
-                report=report,
-                now=now,
-            ).run(session)
-            done(PartitionOutcome(key, "migrated", result))
+    for key in ordered:
+        if key in skipped:
+            result = PartitionResult(
+                key, run_id, options.dry_run, source_rows=plan.rows.get(key, 0)
+            )
+            done(PartitionOutcome(key, skipped[key], result))
+    if len(plan.to_run) > 1 and not options.dry_run:
+        batch = RangeBatch(
+            conninfo,
+            plan.to_run,
+            plan,
+            spec=spec,
+            source_conninfo=monolith,
+            run_id=run_id,
+            options=options,
+            report=report,
+            now=now,
+        )
+        with Session(conninfo, monolith, spec, options) as session:
+            batch.run(session)
+            for key, result in batch.results(session.control).items():
+                done(PartitionOutcome(key, "migrated", result))
+    else:
+        with Session(conninfo, monolith, spec, options) as session:
+            for key in plan.to_run:
+                result = PartitionMigration(
+                    conninfo,
+                    key,
+                    spec=spec,
+                    source_conninfo=monolith,
+                    run_id=partition_run_id(run_id, key, ordered),
+                    options=options,
+                    report=report,
+                    now=now,
+                ).run(session)
+                done(PartitionOutcome(key, "migrated", result))
+    outcomes.sort(key=lambda o: o.partition_key)
     return outcomes
 
 

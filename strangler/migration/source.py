@@ -34,6 +34,8 @@ class Window:
     key: str
     start: datetime | None = None
     end: datetime | None = None
+    keys: tuple[str, ...] = ()
+    """Only the rows of these partitions (a range of partitions read at once); all when empty."""
 
     @classmethod
     def for_key(cls, key: str, estate: Estate | None = None) -> Window:
@@ -46,9 +48,10 @@ class Window:
         return cls(key, _midnight(first), _midnight(last))
 
     @classmethod
-    def spanning(cls, first: Window, last: Window) -> Window:
-        """From the start of `first` to the end of `last`: a range of partitions, read at once."""
-        return cls(f"{first.key}..{last.key}", first.start, last.end)
+    def spanning(cls, first: Window, last: Window, keys: Sequence[str] = ()) -> Window:
+        """From the start of `first` to the end of `last`: a range of partitions, read at once
+        (only the partitions `keys` of it, when given)."""
+        return cls(f"{first.key}..{last.key}", first.start, last.end, tuple(keys))
 
     @property
     def is_reference(self) -> bool:
@@ -166,7 +169,14 @@ def window_where(
         return sql.SQL("TRUE"), []
     if aggregate.is_reference:
         raise ValueError(f"{aggregate.name} is reference data; read it with the reference window")
-    return DayFilter(spec).condition(aggregate, alias), [window.start, window.end]
+    day_filter = DayFilter(spec)
+    condition = day_filter.condition(aggregate, alias)
+    if not window.keys:
+        return condition, [window.start, window.end]
+    only = sql.SQL("({} AND {} = ANY(%s))").format(
+        condition, day_filter.partition_of(aggregate, alias)
+    )
+    return only, [window.start, window.end, list(window.keys)]
 
 
 @dataclass(frozen=True)

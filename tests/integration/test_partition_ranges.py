@@ -92,9 +92,15 @@ def test_a_range_run_equals_partition_by_partition_runs_and_skips_when_rerun(
     assert events_by_partition(ranged.estate_url) == events_by_partition(single.estate_url)
     with psycopg.connect(ranged.estate_url) as conn:
         runs = conn.execute(
-            "SELECT partition_key, run_id, status FROM migration_state.migration_runs ORDER BY 1"
+            "SELECT partition_key, run_id, status FROM migration_state.migration_runs"
         ).fetchall()
-    assert runs == [(k, f"range-test:{k}", "succeeded") for k in RANGE[2:5]]
+        checkpoints = conn.execute(
+            "SELECT partition_key, position ->> 'status' FROM migration_state.migration_checkpoints"
+            " ORDER BY 1"
+        ).fetchall()
+    assert len(runs) == 1 and runs[0][0].startswith(f"{RANGE[2]}..{RANGE[4]}#")
+    assert runs[0][1:] == ("range-test", "succeeded")  # the three days in one batch
+    assert checkpoints == [(k, "completed") for k in RANGE]
 
     again = migrate_range(
         ranged.estate_url,
@@ -176,10 +182,12 @@ def test_kill_9_mid_range_then_rerun_converges(shops: tuple[ShopEstate, ShopEsta
         now=SHOP_NOW,
     )
     kinds = {o.partition_key: o.outcome for o in resumed}
-    assert kinds[RANGE[2]] == "unchanged" and kinds[second_day] == "migrated"
-    interrupted = next(o.result for o in resumed if o.partition_key == second_day)
-    assert interrupted.resumed_from is not None
-    assert interrupted.migrated + interrupted.failed == interrupted.source_rows
+    assert [kinds[k] for k in RANGE[2:5]] == ["migrated"] * 3
+    for outcome in resumed:
+        result = outcome.result
+        assert result.migrated + result.failed == result.source_rows
+        if outcome.outcome == "migrated":  # the batch went on from its checkpoint
+            assert result.resumed_from is not None
     assert store_fingerprint(victim.estate_url) == store_fingerprint(reference.estate_url)
 
 
