@@ -13,18 +13,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import dagster as dg
 import numpy as np
 import psycopg
 import pytest
 from weaviate.classes.query import Filter
 
-from strangler.assets.weaviate_collections import cached_encoder
+from strangler.assets.kafka_topics import kafka_topic_key
+from strangler.assets.weaviate_collections import (
+    build_weaviate_assets,
+    cached_encoder,
+    weaviate_key,
+)
 from strangler.checks.weaviate import check_weaviate_partition
 from strangler.migration.outbox_relay import DayRelay
 from strangler.migration.partition_run import PartitionMigration, PartitionResult, RunOptions
 from strangler.migration.topics import domain_topic_specs, ensure_topics, progress_topic_spec
 from strangler.resources.embeddings import EmbedderResource
 from strangler.resources.kafka import KafkaResource
+from strangler.resources.postgres import PostgresResource
 from strangler.resources.weaviate import WeaviateResource
 from strangler.search.objects import key_text, object_uuid
 from strangler.search.quality import QualityOptions, check_day
@@ -38,6 +45,8 @@ from strangler.search.schema import (
 from strangler.search.sink import DayResult, SinkOptions, run_day
 from strangler.search.tenants import is_multi_tenant, scopes
 from strangler.search.tracking import MIGRATION
+from strangler.spec import load_spec
+from tests.schemas.shop import SPEC as SHOP_SPEC
 
 from .shop_helpers import SHOP_DAYS, SHOP_NOW, ShopEstate, shop_estate
 
@@ -89,6 +98,30 @@ class ShopSearch:
                 day=day,
                 run_id=f"test-{uuid.uuid4().hex[:8]}",
                 options=options,
+            )
+
+    def materialize(self, day: str) -> dg.ExecuteInProcessResult:
+        """The Dagster assets and checks `build_weaviate_assets` makes of the shop's spec."""
+        assets, checks = build_weaviate_assets(self.shop.spec)
+        config = {"collection_prefix": self.names.prefix, "max_failure_ratio": 0.0}
+        check_config = {"collection_prefix": self.names.prefix, "sample_size": 10, "k": 3}
+        with dg.instance_for_test() as instance:
+            return dg.materialize(
+                [*assets, *checks],
+                partition_key=day,
+                instance=instance,
+                resources={
+                    "postgres": PostgresResource(url=self.shop.estate_url),
+                    "kafka": self.kafka,
+                    "weaviate": self.weaviate,
+                    "embedder": self.embedder,
+                },
+                run_config={
+                    "ops": {
+                        "weaviate_collections": {"config": config},
+                        **{c.node_def.name: {"config": check_config} for c in checks},
+                    }
+                },
             )
 
     def checks_pass(self, day: str) -> None:
@@ -186,6 +219,18 @@ def test_every_shop_day_loads_checks_and_follows_deletes(shop_search: ShopSearch
     s = shop_search
     for key in s.shop.keys:
         s.migrate(key)
+    if not s.multi_tenancy:
+        # The first day through Dagster: one materialization per collection, the semantic
+        # checks (recall and the spec's probe) pass.
+        materialized = s.materialize(DAYS[0])
+        assert materialized.success
+        meta = {
+            m.asset_key.path[-1]: m.metadata
+            for m in materialized.asset_materializations_for_node("weaviate_collections")
+        }
+        assert {a: m["objects"].value for a, m in meta.items()} == _row_counts(s.shop, DAYS[0])
+        evaluations = materialized.get_asset_check_evaluations()
+        assert len(evaluations) == 3 and all(e.passed for e in evaluations)
     for day in DAYS:
         result = s.load(day)
         assert result.failed == 0, [f.reason for f in result.failures]
@@ -246,12 +291,12 @@ def test_every_shop_day_loads_checks_and_follows_deletes(shop_search: ShopSearch
             "  AND l.order_no = orders.order_no) ORDER BY 1, 2 LIMIT 1",
             (day,),
         ).fetchone()
-        account = conn.execute(
+        soft = conn.execute(
             "SELECT id FROM shop.accounts WHERE signed_up_at::date = %s AND deleted_at IS NULL"
             " AND id <> %s ORDER BY id LIMIT 1",
             (day, order[0] if order else None),
         ).fetchone()
-        assert order is not None and account is not None
+        assert order is not None and soft is not None
         line_count = conn.execute(
             "SELECT count(*) FROM shop.order_lines WHERE account_id = %s AND order_no = %s",
             order,
@@ -259,7 +304,7 @@ def test_every_shop_day_loads_checks_and_follows_deletes(shop_search: ShopSearch
         conn.execute("DELETE FROM shop.orders WHERE account_id = %s AND order_no = %s", order)
         conn.execute(
             "UPDATE shop.accounts SET deleted_at = %s, modified_at = %s WHERE id = %s",
-            (SHOP_NOW, SHOP_NOW, account[0]),
+            (SHOP_NOW, SHOP_NOW, soft[0]),
         )
         conn.commit()
     s.migrate(day)
@@ -270,7 +315,7 @@ def test_every_shop_day_loads_checks_and_follows_deletes(shop_search: ShopSearch
     assert after.per_type["Account"].deleted == 1
     order_uuid = object_uuid("Order", key_text(list(order)))
     assert order_uuid not in s.objects("Order")
-    assert object_uuid("Account", str(account[0])) not in s.objects("Account")
+    assert object_uuid("Account", str(soft[0])) not in s.objects("Account")
     remaining = s.objects("OrderLine")
     assert not any(
         (str(p["account_id"]), p["order_no"]) == (str(order[0]), order[1])
@@ -356,3 +401,22 @@ def test_a_row_whose_tenant_cannot_be_resolved_is_a_recorded_failure(
         finally:
             with weaviate_resource.client() as client:
                 drop(client, names, shop.spec)
+
+
+def test_the_shop_gets_a_collection_asset_per_searchable_aggregate() -> None:
+    spec = load_spec(SHOP_SPEC)
+    assets, checks = build_weaviate_assets(spec)
+    (multi,) = assets
+    assert set(multi.keys) == {weaviate_key(a) for a in ("Account", "Order", "OrderLine")}
+    deps = {k: set(v) for k, v in multi.asset_deps.items()}
+    assert deps[weaviate_key("Account")] == {kafka_topic_key("shop.accounts")}
+    assert deps[weaviate_key("Order")] == {kafka_topic_key("shop.orders"), weaviate_key("Account")}
+    assert deps[weaviate_key("OrderLine")] == {
+        kafka_topic_key("shop.orders"),
+        weaviate_key("Order"),
+    }
+    assert {c.check_key.asset_key for c in checks} == set(multi.keys)
+    plain = spec.model_copy(
+        update={"aggregates": [a.model_copy(update={"search": None}) for a in spec.aggregates]}
+    )
+    assert build_weaviate_assets(plain) == ([], [])
