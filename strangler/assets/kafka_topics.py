@@ -1,6 +1,7 @@
 """Kafka topics as daily-partitioned assets, published together from the outbox."""
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
@@ -10,7 +11,7 @@ from pydantic import Field
 from strangler.assets.monolith import OWNERS
 from strangler.assets.policies import freshness_policy
 from strangler.dagster_preview import range_backfills
-from strangler.migration.outbox_relay import DayRelay, RelayOptions
+from strangler.migration.outbox_relay import DayRelay, RelayOptions, TopicResult
 from strangler.migration.ranges import relay_pending
 from strangler.migration.source import REFERENCE
 from strangler.migration.topics import domain_topic_specs, ensure_topics, progress_topic_spec
@@ -41,6 +42,12 @@ class OutboxRelayConfig(dg.Config):
     )
     transaction_size: int = Field(
         default=_settings.relay_transaction_size, ge=1, description="Events per Kafka transaction."
+    )
+    partitions_in_parallel: int = Field(
+        default=8,
+        ge=1,
+        description="In a range run, partitions relayed at the same time (each exactly once"
+        " with its own transactional producers).",
     )
 
 
@@ -105,38 +112,49 @@ def _relay_range(
     all_topics: list[str],
 ) -> Iterator[dg.MaterializeResult]:
     """A range run: only partitions with unpublished outbox rows are relayed (one query finds
-    them); each partition of the range gets its own metadata, the others say why they sent
-    nothing."""
+    them), `partitions_in_parallel` at a time (each with its own transactional producers, so
+    exactly once holds per partition as in a single run; a partition's cost is mostly waiting
+    on Kafka and Postgres round trips); each partition of the range gets its own metadata, the
+    others say why they sent nothing. The first failure fails the run; partitions relayed
+    before it stay relayed (a re-run finds nothing left to send there)."""
     selected = [key.path[-1] for key in context.selected_asset_keys]
     with psycopg.connect(postgres.conninfo(), autocommit=True) as conn:
-        pending = set(relay_pending(conn, partition_keys, [kafka.topic(t) for t in selected]))
+        pending = relay_pending(conn, partition_keys, [kafka.topic(t) for t in selected])
     context.log.info(
         f"range {partition_keys[0]}..{partition_keys[-1]}: {len(pending)} of"
         f" {len(partition_keys)} partitions hold events to publish"
     )
+    progress_topic, drift = _ensure_topics(context, kafka, all_topics)
+    with ThreadPoolExecutor(max_workers=config.partitions_in_parallel) as pool:
+        futures = {
+            key: pool.submit(
+                _day_relay, context, config, postgres, kafka, key, selected, progress_topic
+            )
+            for key in pending
+        }
+        try:
+            relayed = {key: future.result() for key, future in futures.items()}
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     published = dict.fromkeys(selected, 0)
     for partition_key in partition_keys:
-        if partition_key not in pending:
-            for name in selected:
-                context.add_asset_metadata(
-                    {
-                        "dry_run": config.dry_run,
-                        "events_published": 0,
-                        "outcome": "nothing to send",
-                    },
-                    asset_key=kafka_topic_key(name),
-                    partition_key=partition_key,
-                )
-            continue
-        for result in _relay(context, config, postgres, kafka, partition_key, all_topics):
-            assert result.asset_key is not None
-            metadata = dict(result.metadata or {})
-            count = metadata["events_published"]
-            published[result.asset_key.path[-1]] += count if isinstance(count, int) else 0
+        results = relayed.get(partition_key)
+        for index, name in enumerate(selected):
+            if results is None:
+                metadata: dict[str, Any] = {
+                    "dry_run": config.dry_run,
+                    "events_published": 0,
+                    "outcome": "nothing to send",
+                }
+            else:
+                metadata = {
+                    **_topic_metadata(config, results[index], drift),
+                    "outcome": "published",
+                }
+                published[name] += results[index].published
             context.add_asset_metadata(
-                {**metadata, "outcome": "published"},
-                asset_key=result.asset_key,
-                partition_key=partition_key,
+                metadata, asset_key=kafka_topic_key(name), partition_key=partition_key
             )
     for name in selected:
         yield dg.MaterializeResult(
@@ -150,15 +168,11 @@ def _relay_range(
         )
 
 
-def _relay(
-    context: dg.AssetExecutionContext,
-    config: OutboxRelayConfig,
-    postgres: PostgresResource,
-    kafka: KafkaResource,
-    partition_key: str,
-    all_topics: list[str],
-) -> Iterator[dg.MaterializeResult]:
-    selected = [key.path[-1] for key in context.selected_asset_keys]
+def _ensure_topics(
+    context: dg.AssetExecutionContext, kafka: KafkaResource, all_topics: list[str]
+) -> tuple[str, list[str]]:
+    """Create missing topics (drift is reported, never changed): the progress topic's name
+    and the drift found."""
     settings = get_settings()
     specs = domain_topic_specs(
         kafka.topic_prefix,
@@ -175,44 +189,74 @@ def _relay(
     drift = ensure_topics(admin, [*specs, progress_spec])
     for line in drift:
         context.log.warning(f"topic config drift (not changed): {line}")
-    results = DayRelay(
+    return progress_spec.name, drift
+
+
+def _day_relay(
+    context: dg.AssetExecutionContext,
+    config: OutboxRelayConfig,
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+    partition_key: str,
+    selected: list[str],
+    progress_topic: str,
+) -> list[TopicResult]:
+    return DayRelay(
         postgres.conninfo(),
         kafka,
         partition_key,
         [kafka.topic(t) for t in selected],
-        progress_spec.name,
+        progress_topic,
         run_id=context.run.run_id,
         options=RelayOptions(
             dry_run=config.dry_run,
             workers=config.workers,
             batch_size=config.batch_size,
             transaction_size=config.transaction_size,
-            message_max_bytes=settings.kafka_message_max_bytes,
+            message_max_bytes=get_settings().kafka_message_max_bytes,
             code_version=CODE_VERSION,
         ),
         report=context.log.info,
     ).run()
+
+
+def _topic_metadata(
+    config: OutboxRelayConfig, result: TopicResult, drift: list[str]
+) -> dict[str, Any]:
+    return {
+        "dry_run": config.dry_run,
+        "topic": result.topic,
+        "events_published": result.published,
+        "bytes": result.bytes,
+        "events_per_s": dg.FloatMetadataValue(round(result.rate, 1)),
+        "duration_s": dg.FloatMetadataValue(round(result.duration_s, 3)),
+        "transactions": result.transactions,
+        "retries": result.retries,
+        "failed": result.failed,
+        "would_send": result.would_send,
+        "would_send_bytes": result.would_send_bytes,
+        "offset_ranges": dg.JsonMetadataValue(result.offset_ranges()),
+        "published_total_for_day": result.progress.published,
+        "config_drift": dg.JsonMetadataValue(
+            [d for d in drift if d.startswith(result.topic + ":")]
+        ),
+    }
+
+
+def _relay(
+    context: dg.AssetExecutionContext,
+    config: OutboxRelayConfig,
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+    partition_key: str,
+    all_topics: list[str],
+) -> Iterator[dg.MaterializeResult]:
+    selected = [key.path[-1] for key in context.selected_asset_keys]
+    progress_topic, drift = _ensure_topics(context, kafka, all_topics)
+    results = _day_relay(context, config, postgres, kafka, partition_key, selected, progress_topic)
     for name, result in zip(selected, results, strict=True):
         yield dg.MaterializeResult(
-            asset_key=kafka_topic_key(name),
-            metadata={
-                "dry_run": config.dry_run,
-                "topic": result.topic,
-                "events_published": result.published,
-                "bytes": result.bytes,
-                "events_per_s": dg.FloatMetadataValue(round(result.rate, 1)),
-                "duration_s": dg.FloatMetadataValue(round(result.duration_s, 3)),
-                "transactions": result.transactions,
-                "retries": result.retries,
-                "failed": result.failed,
-                "would_send": result.would_send,
-                "would_send_bytes": result.would_send_bytes,
-                "offset_ranges": dg.JsonMetadataValue(result.offset_ranges()),
-                "published_total_for_day": result.progress.published,
-                "config_drift": dg.JsonMetadataValue(
-                    [d for d in drift if d.startswith(result.topic + ":")]
-                ),
-            },
+            asset_key=kafka_topic_key(name), metadata=_topic_metadata(config, result, drift)
         )
 
 
