@@ -11,6 +11,9 @@ prefix, credentials) stay `STRANGLER_*` settings rather than attributes, because
 `strangler` commands (check, rollback, migrate) and the runs read the same settings: one
 place to set them, so the component and the CLI never disagree.
 
+One estate per code location: the asset keys (`event_store/events`, `kafka/<topic>`, ...)
+carry no estate name, so a second `strangler.Estate` belongs in another project.
+
 `dg scaffold defs strangler.Estate estate --url postgresql://reader@replica/shop` writes the
 defs.yaml and drafts the spec from the monolith's catalog, as `strangler spec init` does.
 """
