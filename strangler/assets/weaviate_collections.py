@@ -23,7 +23,12 @@ from strangler.resources.postgres import PostgresResource
 from strangler.resources.weaviate import WeaviateResource
 from strangler.search.embedding_cache import CachedEncoder, EmbeddingCache
 from strangler.search.quality import QualityOptions, check_day
-from strangler.search.schema import CollectionNames, SchemaOptions, declare_from_store
+from strangler.search.schema import (
+    CollectionNames,
+    SchemaOptions,
+    SearchDeclarationError,
+    declare_from_store,
+)
 from strangler.search.sink import SinkOptions, run_day
 from strangler.settings import get_settings
 from strangler.spec import current_spec
@@ -114,6 +119,12 @@ def build_weaviate_assets(
     searchable = [a.name for a in spec.searchable]
     if not searchable:
         return [], []
+    reference = [a.name for a in spec.searchable if a.is_reference]
+    if reference:
+        raise SearchDeclarationError(
+            f"{reference}: search: is for aggregates partitioned by time; reference data has no"
+            " partition to load"
+        )
     daily = build_partitions(spec)
 
     @dg.multi_asset(

@@ -236,8 +236,8 @@ def declare(
         assert search is not None
         if aggregate.is_reference:
             raise SearchDeclarationError(
-                f"{aggregate.name}: search: is for aggregates partitioned by day; reference"
-                " data has no day to load"
+                f"{aggregate.name}: search: is for aggregates partitioned by time; reference"
+                " data has no partition to load"
             )
         table_columns = dict(columns.get(aggregate.name, {}))
         sources = _field_sources(aggregate, list(table_columns))

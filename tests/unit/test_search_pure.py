@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from weaviate.classes.config import DataType
 
+from strangler.assets.weaviate_collections import build_weaviate_assets
 from strangler.migration.kafka_records import EventRecord
 from strangler.search.chunking import chunk_text, pool
 from strangler.search.embedding_cache import CachedEncoder, EmbeddingCache
@@ -214,6 +215,14 @@ def test_a_search_block_that_cannot_be_a_collection_is_refused() -> None:
         declare(
             _spec(SPEC.replace("{kind: recipe}", "{genre: recipe}")), CollectionNames(), COLUMNS
         )
+    team_searchable = SPEC.replace(
+        "    topic: teams\n", '    topic: teams\n    search: {text: "{name}"}\n'
+    )
+    assert team_searchable != SPEC
+    with pytest.raises(SearchDeclarationError, match="partitioned by time"):
+        declare(_spec(team_searchable), CollectionNames(), COLUMNS)
+    with pytest.raises(SearchDeclarationError, match="partitioned by time"):
+        build_weaviate_assets(_spec(team_searchable))
     with pytest.raises(SearchDeclarationError, match="no column types"):
         declare(_spec(), CollectionNames(), {**COLUMNS, "Post": {}})
 
