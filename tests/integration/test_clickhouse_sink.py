@@ -360,3 +360,81 @@ def test_example_queries_run(env: Env) -> None:
     with env.clickhouse.client() as c:
         results = run_examples(c, env.ddl)
     assert len(results) == 3 and all(rows for rows in results.values())
+
+
+_KILLED_LOADER = """
+import sys
+from strangler.analytics.ddl import DdlOptions
+from strangler.analytics.sink import SinkOptions, load_partition
+from strangler.resources.clickhouse import ClickHouseResource
+from strangler.resources.kafka import KafkaResource
+
+dsn, bootstrap, prefix, key, pg_url, database, group = sys.argv[1:8]
+kafka = KafkaResource(bootstrap_servers=bootstrap, topic_prefix=prefix)
+load_partition(
+    key,
+    clickhouse=ClickHouseResource(dsn=dsn, lock_timeout_s=120).client,
+    postgres_conninfo=pg_url,
+    consumer_factory=kafka.consumer,
+    topic_prefix=prefix,
+    options=SinkOptions(
+        ddl=DdlOptions(database=database), consumer_group=group,
+        insert_batch_rows=100, read_batch=100,
+    ),
+    log=lambda message: print(message, flush=True),
+)
+"""
+
+
+def test_kill_9_mid_load_leaves_the_day_untouched_and_a_rerun_completes(env: Env) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    with psycopg.connect(env.pg_url, autocommit=True) as conn:
+        record_ranges(conn, DAY.isoformat(), env.publish(DAY, 60, seed=5, tag="old"))
+    env.load()
+    old = env.fingerprint()
+    bigger = env.publish(DAY, 400, seed=6, tag="new")
+    with psycopg.connect(env.pg_url, autocommit=True) as conn:
+        record_ranges(conn, DAY.isoformat(), bigger)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            _KILLED_LOADER,
+            env.clickhouse.dsn,
+            env.kafka.bootstrap_servers,
+            env.kafka.topic_prefix,
+            DAY.isoformat(),
+            env.pg_url,
+            env.ddl.database,
+            env.group,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    landed = 0
+    for line in child.stdout:
+        if "landed batch" in line:
+            landed += 1
+            if landed == 3:
+                child.send_signal(signal.SIGKILL)
+                break
+    child.wait(timeout=60)
+    assert landed == 3 and child.returncode == -signal.SIGKILL
+    assert env.fingerprint() == old  # the live day never saw the half-landed records
+    twins = env.query(
+        "SELECT count() FROM system.tables WHERE database = {db:String} AND name LIKE '%\\\\_\\\\_%'",
+        db=env.ddl.database,
+    )
+    assert twins[0][0] > 0  # the killed run's twins are still there...
+    again = env.load()
+    assert again.rows == _unique_events(env, bigger)
+    assert env.fingerprint()[0] == again.rows
+    assert env.query(  # ...and the next run of the day dropped them
+        "SELECT count() FROM system.tables WHERE database = {db:String} AND name LIKE '%\\\\_\\\\_%'",
+        db=env.ddl.database,
+    ) == [(0,)]
