@@ -271,6 +271,32 @@ class RangeBatch(PartitionMigration):
                         for key in self.keys
                     ],
                 )
+                # The batch's run row gives way to one finished row per partition: what ran
+                # when, per partition, is what the rollback's "after T" scope, the run history
+                # and the CLI's progress read.
+                writer.execute(
+                    "DELETE FROM migration_state.migration_runs WHERE run_id = %s",
+                    (self.run_id,),
+                )
+                writer.cursor().executemany(
+                    "INSERT INTO migration_state.migration_runs (run_id, migration, partition_key,"
+                    " status, dry_run, code_version, total_items, processed_items, finished_at)"
+                    " VALUES (%s, %s, %s, 'succeeded', false, %s, %s, %s, now())"
+                    " ON CONFLICT (run_id) DO UPDATE SET status = 'succeeded',"
+                    " total_items = EXCLUDED.total_items,"
+                    " processed_items = EXCLUDED.processed_items, finished_at = now()",
+                    [
+                        (
+                            f"{self.run_id}:{key}",
+                            MIGRATION,
+                            key,
+                            self.options.code_version,
+                            self.plan.rows.get(key, 0),
+                            self.plan.rows.get(key, 0),
+                        )
+                        for key in self.keys
+                    ],
+                )
             writer.commit()
         self._finish_run(control, progress, status="succeeded")
 

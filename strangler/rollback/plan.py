@@ -12,6 +12,7 @@ from strangler.rollback import check_evidence
 from strangler.rollback.scope import Scope
 from strangler.rollback.stores import day_counts
 from strangler.rollback.targets import Targets
+from strangler.spec.models import Estate
 
 
 @dataclass
@@ -58,7 +59,10 @@ class Plan:
 
 
 def select_days(
-    conninfo: str, scope: Scope, code_version_days: list[str] | None = None
+    conninfo: str,
+    scope: Scope,
+    code_version_days: list[str] | None = None,
+    estate: Estate | None = None,
 ) -> list[str]:
     """The days in scope: the range, else the days migrated after T and/or written by newer code.
 
@@ -67,7 +71,10 @@ def select_days(
     """
     if scope.from_day is not None and scope.to_day is not None:
         start, end = date.fromisoformat(scope.from_day), date.fromisoformat(scope.to_day)
-        return [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+        days_in = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+        if estate is not None:  # weekly or monthly partitions: the keys holding those days
+            return sorted({estate.partition_start(d).isoformat() for d in days_in})
+        return [d.isoformat() for d in days_in]
     days: set[str] | None = None
     if scope.code_version is not None:
         if code_version_days is None:
@@ -97,10 +104,11 @@ def build_plan(
     code_version_days: list[str] | None = None,
 ) -> Plan:
     """Counts per day and service; unless a dry run, the neighbours' check results too."""
-    plan = Plan(scope, select_days(targets.postgres_conninfo, scope, code_version_days))
+    estate = targets.spec.estate
+    plan = Plan(scope, select_days(targets.postgres_conninfo, scope, code_version_days, estate))
     for day in plan.days:
         plan.counts[day] = day_counts(targets, day, scope.services)
-    for day in neighbour_days(plan.days):
+    for day in neighbour_days(plan.days, estate):
         plan.neighbours[day] = day_counts(targets, day, scope.services)
         if not dry_run:
             outcomes = check_evidence.day_outcomes(targets, day, scope.services)
@@ -108,13 +116,16 @@ def build_plan(
     return plan
 
 
-def neighbour_days(days: list[str]) -> list[str]:
-    """The days just outside each contiguous run of `days`."""
+def neighbour_days(days: list[str], estate: Estate | None = None) -> list[str]:
+    """The partitions just outside each contiguous run of `days` (partition keys: days, or
+    the first days of weeks or months under the estate's granularity)."""
     inside = set(days)
     out: set[str] = set()
     for day in days:
         d = date.fromisoformat(day)
-        for n in (d - timedelta(days=1), d + timedelta(days=1)):
+        before = d - timedelta(days=1)
+        after = estate.partition_end(d) if estate else d + timedelta(days=1)
+        for n in (estate.partition_start(before) if estate else before, after):
             if n.isoformat() not in inside:
                 out.add(n.isoformat())
     return sorted(out)
