@@ -21,6 +21,7 @@ import pytest
 from strangler.checks.event_store import check_monolith_accounted
 from strangler.migration.partition_run import PartitionMigration, RunOptions
 from strangler.migration.ranges import migrate_range
+from strangler.sensors.backfill import changed_partitions, migrated_versions, partition_versions
 from strangler.spec import EstateSpec, load_spec
 from tests.schemas.shop import SPEC
 
@@ -136,6 +137,7 @@ _CHILD = textwrap.dedent(
     import sys
     from strangler.migration.partition_run import RunOptions
     from strangler.migration.ranges import migrate_range
+from strangler.sensors.backfill import changed_partitions, migrated_versions, partition_versions
     from strangler.spec import load_spec
     from tests.schemas.shop import SPEC
     from tests.integration.shop_helpers import SHOP_NOW
@@ -231,3 +233,15 @@ def test_a_weekly_shop_migrates_in_one_partition_per_week(
             assert check_monolith_accounted(conn, week, spec=spec, monolith=mono).passed
             day = conn.execute("SELECT DISTINCT partition_day FROM eventstore.outbox").fetchall()
         assert day == [(SHOP_DAYS[0],)]
+        # the late-data sensor's rule, per week: unchanged now, the week once a row is edited
+        with psycopg.connect(shop.monolith_url) as mono, psycopg.connect(shop.estate_url) as conn:
+            migrated = migrated_versions(conn)
+            assert changed_partitions(partition_versions(mono, spec), migrated, {}) == []
+        with psycopg.connect(shop.owner_url) as owner:
+            owner.execute(
+                "UPDATE shop.accounts SET display_name = 'Late', modified_at = %s"
+                " WHERE id = (SELECT id FROM shop.accounts WHERE signed_up_at::date = %s LIMIT 1)",
+                (SHOP_NOW, SHOP_DAYS[2]),
+            )
+        with psycopg.connect(shop.monolith_url) as mono:
+            assert changed_partitions(partition_versions(mono, spec), migrated, {}) == [week]
