@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv stack demo test lint typecheck imports down status ui browser
+.PHONY: venv stack demo test lint typecheck imports down status ui browser bench
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ typecheck: venv
 
 imports: venv
 	$(BIN)/lint-imports
+
+# The whole chain at 100k and 1M events (long: the 1M day and five years of history);
+# the table is printed, the rows go to artifacts/bench.json.
+bench: stack
+	mkdir -p artifacts
+	$(BIN)/python -m bench.bench_chain --events 100000 --events 1000000 --json artifacts/bench.json
 
 status: venv
 	$(BIN)/strangler stack status
