@@ -192,6 +192,11 @@ def _kafka_batches(
         offsets.clear()
         return table
 
+    # the hot loop: bound methods and the current partition's end looked up once per run
+    add_value, add_topic = values.append, topics.append
+    add_partition, add_offset = partitions.append, offsets.append
+    last: tuple[Any, Any] = (None, None)
+    end = -1
     idle = 0.0
     try:
         while pending:
@@ -205,16 +210,18 @@ def _kafka_batches(
                 if msg.error() is not None:
                     raise RuntimeError(f"Kafka error while reading {key}: {msg.error()}")
                 topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-                end = ends.get((topic, partition))  # type: ignore[arg-type]
-                if end is None or offset is None or offset >= end:
+                if (topic, partition) != last:
+                    last = (topic, partition)
+                    end = ends.get(last, -1)  # type: ignore[arg-type]
+                if offset is None or offset >= end:
                     continue
                 value = msg.value()
                 if value is None:
                     continue
-                values.append(value)
-                topics.append(topic)  # type: ignore[arg-type]
-                partitions.append(partition)  # type: ignore[arg-type]
-                offsets.append(offset)
+                add_value(value)
+                add_topic(topic)  # type: ignore[arg-type]
+                add_partition(partition)  # type: ignore[arg-type]
+                add_offset(offset)
             done = [
                 tp
                 for tp in consumer.position(

@@ -180,15 +180,16 @@ class PartitionSwap:
         return int(result.result_rows[0][0])
 
     def _stage_events(self, client: SwapClient) -> tuple[int, int, int]:
-        """Landed records -> typed events of P, one per event id; (landed, other, duplicates)."""
+        """Landed records -> typed events of P, one per event id; (landed, other, duplicates).
+
+        Each envelope is parsed once. Duplicates (a republished partition) are rare, so they
+        are looked for in the typed twin (a columnar count) and only then removed, keeping the
+        copy read first (lowest offset)."""
         landing = self.options.table(self.landing)
-        landed, mine = client.query(
-            f"SELECT count(), countIf(JSONExtractString(value, 'partition_day') = {{key:String}})"
-            f" FROM {landing}",
-            parameters={"key": self.key},
-        ).result_rows[0]
+        staged = self._staged(EVENTS_TABLE)
+        ((landed,),) = client.query(f"SELECT count() FROM {landing}").result_rows
         client.command(
-            f"INSERT INTO {self._staged(EVENTS_TABLE)} (partition_key, occurred_at, event_id,"
+            f"INSERT INTO {staged} (partition_key, occurred_at, event_id,"
             " event_type, schema_version, aggregate_type, aggregate_id, aggregate_version,"
             " position, source_table, source_id, payload, kafka_topic, kafka_partition,"
             " kafka_offset)"
@@ -199,12 +200,34 @@ class PartitionSwap:
             " kafka_partition, kafka_offset"
             f" FROM (SELECT JSONExtract(value, '{_ENVELOPE}') AS e, kafka_topic,"
             f" kafka_partition, kafka_offset FROM {landing})"
-            " WHERE e.partition_day = {key:String} AND e.event_id IS NOT NULL"
-            " ORDER BY e.event_id, kafka_offset LIMIT 1 BY e.event_id",
+            " WHERE e.partition_day = {key:String} AND e.event_id IS NOT NULL",
             parameters={"key": self.key},
         )
-        staged = self._count(client, self._staged(EVENTS_TABLE))
-        return int(landed), int(landed) - int(mine), int(mine) - staged
+        total, unique = client.query(
+            f"SELECT count(), uniqExact(event_id) FROM {staged}"
+        ).result_rows[0]
+        duplicates = int(total) - int(unique)
+        if duplicates:
+            self._dedupe(client)
+        return int(landed), int(landed) - int(total), duplicates
+
+    def _dedupe(self, client: SwapClient) -> None:
+        """One row per event id in the events twin (through a second twin and a replace)."""
+        o = self.options
+        dedup_name = f"{EVENTS_TABLE}__dedup_{staging_suffix(self.key)}"
+        dedup = o.table(dedup_name)
+        staged = self._staged(EVENTS_TABLE)
+        client.command(f"DROP TABLE IF EXISTS {dedup}{o.on_cluster} SYNC")
+        for stmt in staging_table_sql(self.schema, EVENTS_TABLE, dedup_name, o):
+            client.command(stmt)
+        try:
+            client.command(
+                f"INSERT INTO {dedup} SELECT * FROM {staged}"
+                " ORDER BY event_id, kafka_offset LIMIT 1 BY event_id"
+            )
+            client.command(f"ALTER TABLE {staged} REPLACE PARTITION ID '{self.pid}' FROM {dedup}")
+        finally:
+            client.command(f"DROP TABLE IF EXISTS {dedup}{o.on_cluster} SYNC")
 
     def finish(self, client: SwapClient) -> SwapStats:
         """Stage P's events, rebuild every derived table and view target for P, swap every
