@@ -552,7 +552,7 @@ def _link(collection: Any, objs: list[SearchObject]) -> list[tuple[SearchObject,
 
     Inline references would be atomic, but Weaviate rejects an inline reference whose target
     object does not exist yet, and a target may live in a day not loaded yet (a backfill of
-    day D before the customer's day). Batch references are accepted and resolve once the
+    day D before its parent's day). Batch references are accepted and resolve once the
     target arrives; until then they count as dangling in the metadata.
     """
     refs = [
