@@ -44,7 +44,7 @@ class OutboxRelayConfig(dg.Config):
         default=_settings.relay_transaction_size, ge=1, description="Events per Kafka transaction."
     )
     partitions_in_parallel: int = Field(
-        default=8,
+        default=16,
         ge=1,
         description="In a range run, partitions relayed at the same time (each exactly once"
         " with its own transactional producers).",
@@ -112,9 +112,10 @@ def _relay_range(
     all_topics: list[str],
 ) -> Iterator[dg.MaterializeResult]:
     """A range run: only partitions with unpublished outbox rows are relayed (one query finds
-    them), `partitions_in_parallel` at a time (each with its own transactional producers, so
-    exactly once holds per partition as in a single run; a partition's cost is mostly waiting
-    on Kafka and Postgres round trips); each partition of the range gets its own metadata, the
+    them), `partitions_in_parallel` at a time, each with its own transactional producers, so
+    exactly once holds per partition as in a single run. A partition's cost is mostly waiting
+    on Kafka and Postgres round trips (about 0.66 s one by one; 200 sparse days took 26 s with
+    8 at a time, 16 s with 16); each partition of the range gets its own metadata, the
     others say why they sent nothing. The first failure fails the run; partitions relayed
     before it stay relayed (a re-run finds nothing left to send there)."""
     selected = [key.path[-1] for key in context.selected_asset_keys]
