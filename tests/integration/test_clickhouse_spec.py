@@ -9,18 +9,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import dagster as dg
 import psycopg
 import pytest
 
 from strangler.analytics.ddl import DdlOptions, drop_database_sql
 from strangler.analytics.sink import DayResult, SinkOptions, load_partition
 from strangler.analytics.state import state_table
+from strangler.assets.clickhouse_tables import build_clickhouse_assets
 from strangler.checks.clickhouse import check_clickhouse_partition
 from strangler.migration.outbox_relay import DayRelay
 from strangler.migration.partition_run import PartitionMigration, RunOptions
 from strangler.migration.topics import domain_topic_specs, ensure_topics, progress_topic_spec
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.kafka import KafkaResource
+from strangler.resources.postgres import PostgresResource
 from strangler.spec import EstateSpec, current_spec
 
 from .migration_helpers import START_DAY, seeded_database
@@ -169,15 +172,44 @@ def test_shop_every_partition_loads_typed_and_checks_pass_through_deletes(
     estate, shop_db = shop
     for key in shop_db.keys:
         estate.migrate(key)
-    results = {key: estate.load(key) for key in shop_db.keys}
+    days = [k for k in shop_db.keys if k != "reference"]
+    results = {key: estate.load(key) for key in days}
     for key, result in results.items():
         assert result.source == "kafka", key
         assert result.rows > 0, key
         _assert_checks_pass(estate, key)
+    # reference data through its own Dagster asset: the `reference` partition of every table
+    daily, reference = build_clickhouse_assets(estate.spec)
+    assert reference.key == dg.AssetKey(["clickhouse", "reference"])
+    with dg.instance_for_test() as instance:
+        run = dg.materialize(
+            [reference],
+            instance=instance,
+            resources={
+                "clickhouse": estate.clickhouse,
+                "kafka": estate.kafka,
+                "postgres": PostgresResource(url=estate.estate_url),
+            },
+            run_config=dg.RunConfig(
+                {
+                    "clickhouse__reference": {
+                        "config": {"database": estate.ddl.database, "consumer_group": estate.group}
+                    }
+                }
+            ),
+        )
+        assert run.success
+        (mat,) = run.asset_materializations_for_node("clickhouse__reference")
+    countries = mat.metadata["rows_per_table"].value["country_state"]  # type: ignore[index]
+    assert countries > 0 and mat.metadata["source"].value == "kafka"
+    _assert_checks_pass(estate, "reference")
     assert estate.query(
         f"SELECT count() FROM {estate.ddl.table('country_state')} FINAL"
         " WHERE partition_key = 'reference'"
-    ) == [(results["reference"].swap.rows["country_state"],)]
+    ) == [(countries,)]
+    assert estate.query(
+        f"SELECT count() FROM {estate.ddl.table('country_state')} WHERE partition_key != 'reference'"
+    ) == [(0,)]
 
     # typed current state: Postgres types through the one mapping table
     types = dict(
