@@ -32,6 +32,12 @@ SQL_DIR = Path(__file__).resolve().parents[2] / "sql" / "clickhouse"
 DEFAULT_DATABASE = "analytics"
 VERSIONS_TABLE = "_schema_versions"
 DERIVED_VERSIONS_TABLE = "_derived_versions"
+PRE_SPEC_LAYOUT: dict[int, str] = {
+    1: "38d5395ee2b1d87f072ae8bb29ea593ff9fb1a0908d506ba3d7d6fdf67786a5f",
+}
+"""Recorded checksums of the layout before the estate spec (one day-partitioned events table
+with fixed columns). A database holding it is rebuilt: everything in it derives from the event
+store and Kafka, so its partitions are simply loaded again."""
 REPLICA_PATH = "/clickhouse/tables/{shard}/{database}/{table}"
 REPLICA_NAME = "{replica}"
 
@@ -435,6 +441,13 @@ def apply_schema(
     client.command(derived_versions_table_sql(options))
     done = applied_versions(client, options)
     applied: list[str] = []
+    if any(done.get(v) == c for v, c in PRE_SPEC_LAYOUT.items()):
+        client.command(drop_database_sql(options))
+        client.command(create_database_sql(options))
+        client.command(versions_table_sql(options))
+        client.command(derived_versions_table_sql(options))
+        done = {}
+        applied.append("dropped the pre-spec layout")
     for migration in schema.migrations:
         recorded = done.get(migration.version)
         if recorded is not None:

@@ -438,3 +438,29 @@ def test_kill_9_mid_load_leaves_the_day_untouched_and_a_rerun_completes(env: Env
         "SELECT count() FROM system.tables WHERE database = {db:String} AND name LIKE '%\\\\_\\\\_%'",
         db=env.ddl.database,
     ) == [(0,)]
+
+
+def test_a_database_of_the_pre_spec_layout_is_rebuilt(env: Env) -> None:
+    from strangler.analytics.ddl import PRE_SPEC_LAYOUT, VERSIONS_TABLE, apply_schema
+
+    with env.clickhouse.client() as c:
+        c.command(f"CREATE DATABASE IF NOT EXISTS {env.ddl.db}")
+        c.command(
+            f"CREATE TABLE {env.ddl.table('events')} (partition_day Date, event_id UUID)"
+            " ENGINE = MergeTree PARTITION BY partition_day ORDER BY event_id"
+        )
+        apply_schema_versions = env.ddl.table(VERSIONS_TABLE)
+        c.command(
+            f"CREATE TABLE {apply_schema_versions} (version UInt32, name String,"
+            " checksum String, applied_at DateTime64(3, 'UTC'))"
+            " ENGINE = ReplacingMergeTree ORDER BY version"
+        )
+        c.command(
+            f"INSERT INTO {apply_schema_versions} VALUES (1, 'events', {{c:String}}, now64(3))",
+            parameters={"c": PRE_SPEC_LAYOUT[1]},
+        )
+        assert "dropped the pre-spec layout" in apply_schema(c, env.ddl)
+        assert apply_schema(c, env.ddl) == []
+    with psycopg.connect(env.pg_url, autocommit=True) as conn:
+        record_ranges(conn, DAY.isoformat(), env.publish(DAY, 20))
+    assert env.load().rows == env.fingerprint()[0] > 0
