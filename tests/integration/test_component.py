@@ -160,7 +160,7 @@ def test_dg_project_declares_the_sample_estate_in_yaml(tmp_path: Path) -> None:
 
 def test_dg_scaffolds_an_estate_from_the_shop_monolith(postgres_url: str, tmp_path: Path) -> None:
     """`dg scaffold defs strangler.Estate estate --url ...` drafts the spec from the monolith's
-    catalog (through its read-only role) and declares it; dg then validates and lists it."""
+    catalog (through its read-only role) and declares it; dg then lists its definitions."""
     defs = _project(tmp_path)
     with shop_monolith(postgres_url) as (_, reader, _dirt):
         params = json.dumps({"url": reader, "schemas": ["shop"]})
@@ -178,8 +178,6 @@ def test_dg_scaffolds_an_estate_from_the_shop_monolith(postgres_url: str, tmp_pa
         a.source.qualified for a in load_spec(SHOP_SPEC).aggregates
     }
 
-    checked = _dg(tmp_path, "check", "yaml")
-    assert checked.returncode == 0, checked.stdout + checked.stderr
     _assert_lists(_dg(tmp_path, "list", "defs", "--json"), folder / "strangler.yaml")
 
 
