@@ -8,9 +8,10 @@ import dagster as dg
 import pytest
 
 from strangler.definitions import build_definitions, defs
+from strangler.partitions import build_partitions
 from strangler.resources.clickhouse_session import embedded_path, is_embedded
-from strangler.settings import Settings
-from strangler.spec import current_spec
+from strangler.settings import SAMPLE_SPEC, Settings
+from strangler.spec import current_spec, load_spec
 from strangler.stack.dagster_home import dagster_storage_url, write_dagster_home
 from strangler.stack.process import StackError
 
@@ -75,24 +76,36 @@ def test_stack_error_names_step_and_log(tmp_path: Path) -> None:
     )
 
 
-def test_every_asset_is_documented_owned_kinded_and_partitioned_by_day() -> None:
-    """The invariants a reader of the asset catalog relies on, for every asset in `defs`."""
-    from strangler.partitions import daily_partitions
+SPECS = {
+    "sample": SAMPLE_SPEC,
+    "shop": Path(__file__).resolve().parents[1] / "schemas" / "shop" / "strangler.yaml",
+}
 
-    graph = defs.resolve_asset_graph()
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_every_asset_is_documented_owned_kinded_and_partitioned(name: str) -> None:
+    """The invariants a reader of the asset catalog relies on, for every asset of the sample's
+    and the shop's definitions: partitioned by the spec's partitions, except reference data."""
+    spec = load_spec(SPECS[name])
+    partitions = build_partitions(spec)
+    reference_topics = {f"kafka/{spec.topic_of(a.name)}" for a in spec.reference}
+    graph = build_definitions(spec, Settings(spec=SPECS[name])).resolve_asset_graph()
     materializable = [
         graph.get(k) for k in graph.get_all_asset_keys() if graph.get(k).is_materializable
     ]
-    assert len(materializable) >= 13
+    assert len(materializable) >= 2 + len(spec.topics) + len(spec.searchable)
     for node in materializable:
-        name = node.key.to_user_string()
-        assert node.owners, f"{name} has no owners"
-        assert node.group_name and node.group_name != "default", f"{name} has no group"
-        assert node.code_version, f"{name} has no code version"
-        assert node.description, f"{name} has no description"
-        assert any(tag.startswith("dagster/kind/") for tag in node.tags), f"{name} has no kind"
-        assert node.partitions_def == daily_partitions, f"{name} is not partitioned by day"
-        assert node.freshness_policy is not None, f"{name} has no freshness policy"
+        key = node.key.to_user_string()
+        assert node.owners, f"{key} has no owners"
+        assert node.group_name and node.group_name != "default", f"{key} has no group"
+        assert node.code_version, f"{key} has no code version"
+        assert node.description, f"{key} has no description"
+        assert any(tag.startswith("dagster/kind/") for tag in node.tags), f"{key} has no kind"
+        assert node.freshness_policy is not None, f"{key} has no freshness policy"
+        if key.endswith("/reference") or key in reference_topics:
+            assert node.partitions_def is None, f"{key} (reference data) is partitioned"
+        else:
+            assert node.partitions_def == partitions, f"{key} has not the spec's partitions"
 
 
 def test_readme_documents_every_setting() -> None:
