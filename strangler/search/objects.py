@@ -25,6 +25,7 @@ import tempfile
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -48,11 +49,15 @@ def object_uuid(aggregate: str, row_id: str | int) -> UUID:
 
 
 def text_value(value: Any) -> str:
-    """A value as it reads in an embedded text (and in a text-of-JSON property)."""
+    """A value as it reads in an embedded text (and in a text-of-JSON property). A date read
+    back from Weaviate reads as the event's RFC 3339 text did, so the recall probe re-renders
+    the very text that was embedded."""
     if value is None:
         return ""
     if isinstance(value, str):
         return value
+    if isinstance(value, datetime):
+        return value.isoformat()
     if isinstance(value, dict | list | bool):
         return json.dumps(value, ensure_ascii=False, sort_keys=True)
     return str(value)

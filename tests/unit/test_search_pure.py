@@ -316,6 +316,9 @@ def test_render_and_names() -> None:
     )
     assert render("{n} x {sku}", {"n": 2, "sku": "A"}) == "2 x A"
     assert render("{tags}", {"tags": ["a", "b"]}) == '["a", "b"]'
+    # A date property read back from Weaviate renders as the event's text did.
+    at = "2026-05-04T01:00:00+00:00"
+    assert render("{at}", {"at": datetime.fromisoformat(at)}) == render("{at}", {"at": at})
     assert CollectionNames("t1").of("Post") == "T1Post"
     assert CollectionNames().of("Post") == "Post"
 
