@@ -208,6 +208,7 @@ def build_clickhouse_assets(
         @dg.asset(
             key=REFERENCE_KEY,
             deps=[dg.AssetKey(["kafka", t]) for t in reference_topics],
+            freshness_policy=freshness_policy(),
             group_name=GROUP,
             kinds=KINDS,
             owners=OWNERS,
