@@ -154,7 +154,9 @@ def _kafka_units(spec: EstateSpec, reference: bool) -> list[Unit]:
 
 
 def _clickhouse_units(spec: EstateSpec, reference: bool) -> list[Unit]:
-    return [] if reference else [Unit("clickhouse", CLICKHOUSE_ASSET)]
+    if not reference:
+        return [Unit("clickhouse", CLICKHOUSE_ASSET)]
+    return [Unit("clickhouse", ("clickhouse", REFERENCE))] if spec.reference else []
 
 
 def _weaviate_units(spec: EstateSpec, reference: bool) -> list[Unit]:
@@ -232,7 +234,8 @@ def _clickhouse(
     if targets.clickhouse is None:
         raise RuntimeError("no ClickHouse client configured")
     t = targets.thresholds
-    day = ch_checks.check_clickhouse_day(
+    return ch_checks.check_clickhouse_partition(
+        targets.estate,
         conn,
         targets.clickhouse,
         partition_key,
@@ -242,7 +245,6 @@ def _clickhouse(
         leaf_rows=t.check_leaf_rows,
         sample=t.check_sample_keys,
     )
-    return [day.matches, day.known_aggregates, day.fresh]
 
 
 def _weaviate(
@@ -352,17 +354,17 @@ CATALOGUE: tuple[StoreChecks, ...] = (
                 "clickhouse",
                 "matches_event_store",
                 False,
-                "The partition's event ids in ClickHouse match the event store; each view"
-                " target or derived table of the partition equals a direct GROUP BY.",
-                "strangler.checks.clickhouse.check_clickhouse_day",
+                "The partition's event ids in the events table match the event store's (count and"
+                " per-bucket id hash sums).",
+                "strangler.checks.clickhouse.check_clickhouse_partition",
             ),
             Check(
                 "clickhouse",
                 "known_aggregates",
                 False,
-                "Every ClickHouse row of the partition belongs to an aggregate the event store"
+                "Every events-table row of the partition belongs to an aggregate the event store"
                 " knows.",
-                "strangler.checks.clickhouse.check_clickhouse_day",
+                "strangler.checks.clickhouse.check_clickhouse_partition",
             ),
             Check(
                 "clickhouse",
@@ -370,7 +372,23 @@ CATALOGUE: tuple[StoreChecks, ...] = (
                 False,
                 "The newest event time of the partition here is within"
                 " STRANGLER_CHECK_MAX_FRESHNESS_LAG_S of the event store's.",
-                "strangler.checks.clickhouse.check_clickhouse_day",
+                "strangler.checks.clickhouse.check_clickhouse_partition",
+            ),
+            Check(
+                "clickhouse",
+                "views_match_rebuild",
+                False,
+                "Every derived table and view target of the spec's analytics folder holds, for the"
+                " partition, what its SELECT gives over the partition's events.",
+                "strangler.checks.clickhouse.check_clickhouse_partition",
+            ),
+            Check(
+                "clickhouse",
+                "current_state",
+                False,
+                "Per aggregate, the current-state table's rows of the partition (latest version,"
+                " deletes hidden) are the event store's live rows (count and key hashes).",
+                "strangler.checks.clickhouse.check_clickhouse_partition",
             ),
         ),
         _clickhouse_units,

@@ -21,13 +21,13 @@ from confluent_kafka import Consumer
 from strangler.checks.diff import BucketSum, bisect_diff, id_hash
 from strangler.checks.event_store import EventStoreSide
 from strangler.checks.outcome import CheckOutcome
-from strangler.migration.events import TOPICS
 from strangler.migration.kafka_records import (
     OffsetRange,
     OffsetsGone,
     load_offset_ranges,
     read_ranges,
 )
+from strangler.spec import current_spec
 
 SYSTEM = "kafka"
 SCAN_DEPTH = 3
@@ -169,7 +169,7 @@ def topics_for(
     topics: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Prefixed topics of these stream types (`topics`: the spec's, default the settings')."""
-    by_type = topics if topics is not None else TOPICS
+    by_type = topics if topics is not None else current_spec().topics
     types = aggregate_types or list(by_type)
     return [f"{prefix}{by_type[t]}" for t in types]
 
@@ -193,7 +193,7 @@ def check_kafka_day(
     `spec_topics` (stream type -> topic) defaults to the settings' spec.
     """
     started = time.monotonic()
-    by_type = spec_topics if spec_topics is not None else TOPICS
+    by_type = spec_topics if spec_topics is not None else current_spec().topics
     types = list(aggregate_types) if aggregate_types else list(by_type)
     topics = topics_for(topic_prefix, types, by_type)
     target = ",".join(topics) if len(topics) < len(by_type) else f"{topic_prefix}*"

@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from strangler.migration.events import TOPICS
-
 PROGRESS_TOPIC = "strangler.relay-progress"
 """Compacted; the relay commits its progress here inside each Kafka transaction."""
 
@@ -32,9 +30,9 @@ def domain_topic_specs(
     retention_days: float,
     compaction: bool,
     message_max_bytes: int,
-    names: Iterable[str] | None = None,
+    names: Iterable[str],
 ) -> list[TopicSpec]:
-    """The domain topics (`names`, default: the settings' spec's topics), as desired."""
+    """The domain topics `names` (a spec's `topics.values()`), as desired."""
     config = {
         "min.insync.replicas": str(min_insync_replicas),
         "retention.ms": str(int(retention_days * 86_400_000)),
@@ -42,8 +40,7 @@ def domain_topic_specs(
         "max.message.bytes": str(message_max_bytes + 65_536),
     }
     return [
-        TopicSpec(f"{prefix}{name}", partitions, replication_factor, dict(config))
-        for name in (names if names is not None else TOPICS.values())
+        TopicSpec(f"{prefix}{name}", partitions, replication_factor, dict(config)) for name in names
     ]
 
 

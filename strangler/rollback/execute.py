@@ -174,7 +174,7 @@ def _drop_clickhouse(targets: Targets, plan: Plan, result: ExecuteResult) -> Non
         for table in tables:
             live = targets.ddl.table(table)
             for day in plan.days:
-                pid = partition_id(date.fromisoformat(day))
+                pid = partition_id(day)
                 n = client.query(
                     f"SELECT count() FROM {live} WHERE _partition_id = {{p:String}}",
                     parameters={"p": pid},

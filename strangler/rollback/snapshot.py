@@ -141,7 +141,7 @@ def _snapshot_clickhouse(
             client.command(f"DROP TABLE IF EXISTS {snap} SYNC")
             client.command(f"CREATE TABLE {snap} AS {targets.ddl.table(table)}")
             for day in plan.days:
-                pid = partition_id(date.fromisoformat(day))
+                pid = partition_id(day)
                 # Hard-links the day's parts: instant, and exact (no merge, no MV firing).
                 client.command(
                     f"ALTER TABLE {snap} ATTACH PARTITION ID '{pid}' FROM {targets.ddl.table(table)}"

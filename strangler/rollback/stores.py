@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 from weaviate.classes.query import Filter
 
-from strangler.analytics.ddl import default_schema, quote_identifier
+from strangler.analytics.ddl import build_schema, quote_identifier
 from strangler.analytics.swap import partition_id
 from strangler.checks.kafka import check_group
 from strangler.migration.kafka_records import load_offset_ranges, read_ranges
@@ -46,9 +46,8 @@ def relay_counts(conn: psycopg.Connection[Any], day: str, topics: list[str]) -> 
 
 
 def clickhouse_counts(targets: Targets, day: str, tables: list[str]) -> dict[str, int]:
-    from datetime import date
 
-    pid = partition_id(date.fromisoformat(day))
+    pid = partition_id(day)
     out: dict[str, int] = {}
     with targets.clickhouse() as client:
         for table in tables:
@@ -122,7 +121,6 @@ def _digest(rows: list[Any]) -> str:
 
 def day_fingerprint(targets: Targets, day: str) -> dict[str, Any]:
     """Counts and content hashes of a day in every store (order-independent, run-independent)."""
-    from datetime import date
 
     fp: dict[str, Any] = {}
     with psycopg.connect(targets.postgres_conninfo) as conn:
@@ -141,7 +139,7 @@ def day_fingerprint(targets: Targets, day: str) -> dict[str, Any]:
     fp["outbox"] = (len(outbox), _digest(outbox))
     records = kafka_records(targets, day)
     fp["kafka"] = (len(records), _digest(records))
-    pid = partition_id(date.fromisoformat(day))
+    pid = partition_id(day)
     with targets.clickhouse() as client:
         for table in clickhouse_tables_quiet(targets, client):
             expr = _content_hash_expr(targets, client, table)
@@ -172,7 +170,7 @@ def day_fingerprint(targets: Targets, day: str) -> dict[str, Any]:
 
 
 def clickhouse_tables_quiet(targets: Targets, client: Any) -> list[str]:
-    wanted = list(default_schema().swapped_tables)
+    wanted = list(build_schema(targets.spec).swapped_tables)
     rows = client.query(
         "SELECT name FROM system.tables WHERE database = {db:String}",
         parameters={"db": targets.ddl.database},
@@ -181,9 +179,15 @@ def clickhouse_tables_quiet(targets: Targets, client: Any) -> list[str]:
     return [t for t in wanted if t in present]
 
 
+APPEND_POSITIONS = ("position", "_version")
+"""Columns holding event-store positions (the events table's `position`, a current-state row's
+`_version`): a re-materialized day is appended again, at new positions, with the same content."""
+
+
 def _content_hash_expr(targets: Targets, client: Any, table: str) -> str:
-    """cityHash64 over a row's content: Kafka positions (which differ per publish) left out,
-    aggregate states finalized (their bytes are not comparable)."""
+    """cityHash64 over a row's content: Kafka positions (which differ per publish) and
+    event-store positions (which differ per append) left out, aggregate states finalized
+    (their bytes are not comparable)."""
     rows = client.query(
         "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = {t:String}"
         " ORDER BY position",
@@ -191,7 +195,7 @@ def _content_hash_expr(targets: Targets, client: Any, table: str) -> str:
     ).result_rows
     parts = []
     for name, type_ in rows:
-        if str(name).startswith("kafka_"):
+        if str(name).startswith("kafka_") or str(name) in APPEND_POSITIONS:
             continue
         col = quote_identifier(str(name))
         parts.append(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 import psycopg
@@ -105,7 +104,7 @@ def _restore_clickhouse(targets: Targets, request_id: str, days: list[str]) -> i
         for table in clickhouse_tables_quiet(targets, client):
             snap = targets.ddl.table(ch_snapshot_table(request_id, table))
             for day in days:
-                pid = partition_id(date.fromisoformat(day))
+                pid = partition_id(day)
                 rows = int(
                     client.query(
                         f"SELECT count() FROM {snap} WHERE _partition_id = {{p:String}}",

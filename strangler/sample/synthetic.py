@@ -19,7 +19,6 @@ import psycopg
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from strangler.migration.events import TOPICS
 from strangler.migration.kafka_clients import KafkaClients
 from strangler.migration.kafka_records import EventRecord, OffsetRange, envelope, headers
 from strangler.spec import current_spec
@@ -231,7 +230,7 @@ def publish_day(
     commit markers land on the partitions just after `commit_transaction` returns.
     """
     key = day.isoformat()
-    topics = [kafka.topic(t) for t in TOPICS.values()]
+    topics = [kafka.topic(t) for t in current_spec().topics.values()]
     spec = current_spec()
     tables = {a.name: a.source.table for a in spec.aggregates}
     committed = kafka.consumer(f"watermarks-{uuid.uuid4().hex[:8]}")
@@ -246,7 +245,7 @@ def publish_day(
         in_txn = 0
         for e in events:
             producer.produce(
-                kafka.topic(TOPICS[e.aggregate_type]),
+                kafka.topic(current_spec().topic_of(e.aggregate_type)),
                 key=e.aggregate_id.encode(),
                 value=envelope(
                     event_id=e.event_id,

@@ -27,6 +27,7 @@ from strangler.migration.topics import (
 )
 from strangler.resources.kafka import KafkaResource
 from strangler.sample.seed import seed
+from strangler.spec import current_spec
 
 START_DAY = date(2026, 3, 2)
 
@@ -41,6 +42,7 @@ def small_topic_specs(prefix: str, partitions: int = 3) -> list[TopicSpec]:
         retention_days=30,
         compaction=False,
         message_max_bytes=1_000_000,
+        names=current_spec().topics.values(),
     )
 
 

@@ -34,8 +34,8 @@ from strangler.resources.embeddings import EmbedderResource
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.weaviate import WeaviateResource
 from strangler.sample.synthetic import Event, create_topics, publish_day, record_ranges
-from strangler.search.objects import object_uuid
-from strangler.search.schema import CollectionNames, drop
+from strangler.search.objects import key_text, object_uuid
+from strangler.search.schema import SOURCE_ID, CollectionNames, drop, reference_name
 from strangler.search.sink import SinkOptions as SearchOptions
 from strangler.search.sink import run_day
 from strangler.settings import Settings
@@ -140,6 +140,7 @@ def built(
                 client=client,
                 encoder=cached_encoder(embedder, 32, True),
                 kafka=prefixed,
+                spec=current_spec(),
                 day=KEY,
                 run_id=f"test-{unique}",
                 options=SearchOptions(names=names, consumer_group=f"search-{unique}"),
@@ -150,7 +151,7 @@ def built(
             with clickhouse.client() as c:
                 c.command(drop_database_sql(day.ddl))
             with weaviate_resource.client() as client:
-                drop(client, names)
+                drop(client, names, current_spec())
             topics = [prefixed.topic(t) for t in TOPICS.values()]
             prefixed.admin().delete_topics(topics)
 
@@ -262,20 +263,21 @@ def test_weaviate_object_deleted(built: BuiltDay) -> None:
     page_id = _page_ids(built)[2]
     u = object_uuid("OcrPage", page_id)
     with built.weaviate.client() as client:
-        pages = client.collections.get(built.names.ocr_page)
+        pages = client.collections.get(built.names.of("OcrPage"))
         original = pages.query.fetch_object_by_id(u, include_vector=True)
         assert original is not None
         pages.data.delete_by_id(u)
         try:
             bad = only_failure(built.run())
             assert bad.name == "weaviate.matches_event_store"
-            assert bad.target == built.names.ocr_page
+            assert bad.target == built.names.of("OcrPage")
             assert any(f"missing:OcrPage:{page_id}" in c for c in bad.offending)
         finally:
             pages.data.insert(properties=original.properties, uuid=u, vector=vector_of(original))
             doc: Any = original.properties.get("document_id")
             if doc is not None:
-                pages.data.reference_add(u, "document", object_uuid("Document", int(doc)))
+                target = object_uuid("Document", key_text([doc]))
+                pages.data.reference_add(u, reference_name("Document"), target)
     assert_clean(built)
 
 
@@ -283,15 +285,15 @@ def test_orphan_ocr_page_added(built: BuiltDay) -> None:
     model_page = object_uuid("OcrPage", _page_ids(built)[0])
     orphan = object_uuid("OcrPage", "99999999")
     with built.weaviate.client() as client:
-        pages = client.collections.get(built.names.ocr_page)
+        pages = client.collections.get(built.names.of("OcrPage"))
         model = pages.query.fetch_object_by_id(model_page, include_vector=True)
         assert model is not None
-        props = {**model.properties, "page_id": 99999999, "text": "a page nobody migrated"}
+        props = {**model.properties, SOURCE_ID: "99999999"}
         pages.data.insert(properties=props, uuid=orphan, vector=vector_of(model))
         try:
             bad = only_failure(built.run())
             assert bad.name == "weaviate.references_resolve"
-            assert bad.target == built.names.ocr_page
+            assert bad.target == built.names.of("OcrPage")
             assert any("orphan:OcrPage:99999999" in c for c in bad.offending)
         finally:
             pages.data.delete_by_id(orphan)
@@ -381,7 +383,7 @@ def test_zeroed_vector(built: BuiltDay) -> None:
     assert row is not None
     u = object_uuid("Document", row[0])
     with built.weaviate.client() as client:
-        docs = client.collections.get(built.names.document)
+        docs = client.collections.get(built.names.of("Document"))
         original = docs.query.fetch_object_by_id(u, include_vector=True)
         assert original is not None
         vector = vector_of(original)
@@ -389,7 +391,7 @@ def test_zeroed_vector(built: BuiltDay) -> None:
         try:
             bad = only_failure(built.run())
             assert bad.name == "weaviate.vectors_complete"
-            assert bad.target == built.names.document
+            assert bad.target == built.names.of("Document")
             assert any(f"Document:{row[0]} " in c and "zero vector" in c for c in bad.offending)
         finally:
             docs.data.update(uuid=u, vector=vector)

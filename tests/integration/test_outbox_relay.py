@@ -21,7 +21,7 @@ from confluent_kafka.admin import NewTopic
 
 from strangler.event_store.model import NewEvent
 from strangler.event_store.store import EventStore
-from strangler.migration.events import TOPICS, topic_for
+from strangler.migration.events import topic_for
 from strangler.migration.kafka_records import load_offset_ranges, read_ranges, watermarks
 from strangler.migration.outbox_relay import DayRelay, FatalRelayError, RelayOptions
 from strangler.migration.partition_run import PartitionMigration, RunOptions
@@ -62,7 +62,7 @@ def _relay(url: str, kafka: KafkaResource, **options: object) -> DayRelay:
         url,
         kafka,
         DAY,
-        [kafka.topic(t) for t in TOPICS.values()],
+        [kafka.topic(t) for t in current_spec().topics.values()],
         progress.name,
         options=RelayOptions(**options),  # type: ignore[arg-type]
     )
@@ -134,7 +134,7 @@ def test_dry_run_sends_nothing(day_in_store: str, prefixed: KafkaResource) -> No
         assert load_offset_ranges(conn, DAY) == []
     consumer = prefixed.consumer("dry")
     try:
-        for topic in TOPICS.values():
+        for topic in current_spec().topics.values():
             for p in range(3):
                 assert watermarks(consumer, prefixed.topic(topic), p) == (0, 0)
     finally:
@@ -185,13 +185,12 @@ def test_config_drift_is_reported_not_changed(prefixed: KafkaResource) -> None:
 KILLABLE = textwrap.dedent(
     """
     import sys
-    from strangler.migration.events import TOPICS
     from strangler.migration.outbox_relay import DayRelay, RelayOptions
     from strangler.migration.topics import PROGRESS_TOPIC
     from strangler.resources.kafka import KafkaResource
     url, bootstrap, prefix, day = sys.argv[1:5]
     kafka = KafkaResource(bootstrap_servers=bootstrap, topic_prefix=prefix)
-    DayRelay(url, kafka, day, [kafka.topic(t) for t in TOPICS.values()], kafka.topic(PROGRESS_TOPIC),
+    DayRelay(url, kafka, day, [kafka.topic(t) for t in current_spec().topics.values()], kafka.topic(PROGRESS_TOPIC),
              options=RelayOptions(transaction_size=100, batch_size=100, workers=2)).run()
     """
 )

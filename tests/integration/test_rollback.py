@@ -29,7 +29,7 @@ from dagster._core.instance.ref import InstanceRef
 
 from strangler.analytics.ddl import DdlOptions, drop_database_sql
 from strangler.analytics.sink import SinkOptions as AnalyticsOptions
-from strangler.analytics.sink import load_day
+from strangler.analytics.sink import load_partition
 from strangler.assets.event_store import event_store_events
 from strangler.assets.weaviate_collections import cached_encoder
 from strangler.checks.partition_live import partition_live, partition_liveness
@@ -111,12 +111,13 @@ class Built:
             options=RunOptions(topic_prefix=t.kafka.topic_prefix),
         ).run()
         DayRelay(t.postgres_conninfo, t.kafka, key, t.topics, t.progress_topic).run()
-        load_day(
-            date.fromisoformat(key),
+        load_partition(
+            key,
             clickhouse=t.clickhouse,
             postgres_conninfo=t.postgres_conninfo,
             consumer_factory=t.kafka.consumer,
             topic_prefix=t.kafka.topic_prefix,
+            spec=t.spec,
             options=AnalyticsOptions(
                 ddl=t.ddl, consumer_group=t.consumer_groups[ANALYTICS], idle_timeout_s=20
             ),
@@ -127,6 +128,7 @@ class Built:
                 client=client,
                 encoder=cached_encoder(self.embedder, 32, True),
                 kafka=t.kafka,
+                spec=t.spec,
                 day=key,
                 run_id=f"test-{uuid.uuid4().hex[:8]}",
                 options=SearchOptions(names=t.names, consumer_group=t.consumer_groups[SEARCH]),
@@ -176,7 +178,7 @@ def built(
             with clickhouse.client() as c:
                 c.command(drop_database_sql(targets.ddl))
             with weaviate_resource.client() as client:
-                drop(client, names)
+                drop(client, names, current_spec())
             prefixed.admin().delete_topics([prefixed.topic(t) for t in TOPICS.values()])
 
 
