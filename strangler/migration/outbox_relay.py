@@ -54,6 +54,12 @@ SELECT count(*), coalesce(sum(octet_length(o.payload::text) + octet_length(o.mes
 FROM eventstore.outbox o
 WHERE o.partition_key = %s AND o.topic = %s AND o.position > %s
 """
+_COUNT = """
+SELECT count(*) FROM eventstore.outbox o
+WHERE o.partition_key = %s AND o.topic = %s AND o.position > %s
+"""
+"""The run's total for its progress: a count from the index, no payload rendered (the
+profile of a 55k-event relay put 5% of its time in _DRY's octet_length(payload::text))."""
 
 
 class RetriableRelayError(RuntimeError):
@@ -260,6 +266,10 @@ class DayRelay:
 
         oversized: list[tuple[_Row, str]] = []
         sent_bytes = 0
+        common: list[tuple[str, str | bytes | None]] = [
+            ("partition_day", self.key.encode()),
+            ("source", SOURCE.encode()),
+        ]
         try:
             producer.begin_transaction()
             for row in rows:
@@ -275,7 +285,7 @@ class DayRelay:
                 headers: list[tuple[str, str | bytes | None]] = [
                     (k, str(v).encode()) for k, v in orjson.loads(row.headers).items()
                 ]
-                headers += [("partition_day", self.key.encode()), ("source", SOURCE.encode())]
+                headers += common
                 self._produce(
                     producer, topic, row.key.encode(), value, headers, on_delivery, oversized, row
                 )
@@ -431,7 +441,7 @@ class DayRelay:
     def _start_run(
         self, conn: psycopg.Connection[Any], run_key: str, topic: str, progress: TopicProgress
     ) -> int:
-        row = conn.execute(_DRY, (self.key, topic, progress.last_position)).fetchone()
+        row = conn.execute(_COUNT, (self.key, topic, progress.last_position)).fetchone()
         total = int(row[0]) if row else 0
         run_log.start_run(
             conn,
