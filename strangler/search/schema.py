@@ -22,7 +22,10 @@ Property types come from the source columns' Postgres types through the event JS
 | string | text | the text |
 | decimal, date, time, interval, bytes | text | the event's exact text (`"12.50"`, `"2026-11-20"`) |
 | array of integer, number, string, boolean, uuid | int[], number[], text[], boolean[], uuid[] | the array |
-| json, any other array, a `sql:` field, a column of unknown type | text | the text of its JSON |
+| json, any other array, a column of unknown type | text | the text of its JSON |
+
+A `sql:` field has the type its expression ends by casting to (`confidence::float8` is a
+number); without a final cast it is the text of its JSON.
 """
 
 from __future__ import annotations
@@ -101,6 +104,31 @@ def property_type(pg_type: str | None, override: JsonKind | None = None) -> Data
         return ARRAY_TYPES.get(element) if element else None
     kind = json_kind(pg_type)
     return PROPERTY_TYPES.get(kind) if kind else None
+
+
+_CAST = re.compile(r"::\s*([A-Za-z_][A-Za-z0-9_ ]*?)\s*(\[\])?\s*$")
+_TYPE_ALIASES = {
+    "smallint": "int2",
+    "integer": "int4",
+    "int": "int4",
+    "bigint": "int8",
+    "real": "float4",
+    "double precision": "float8",
+    "boolean": "bool",
+    "character varying": "varchar",
+    "timestamp with time zone": "timestamptz",
+}
+
+
+def cast_type(sql: str) -> str | None:
+    """The Postgres type a `sql:` field ends by casting to (`confidence::float8` -> float8,
+    `tags::text[]` -> _text); None when the expression does not end in a cast."""
+    match = _CAST.search(sql)
+    if match is None:
+        return None
+    name = " ".join(match.group(1).lower().split())
+    name = _TYPE_ALIASES.get(name, name)
+    return f"_{name}" if match.group(2) else name
 
 
 def reference_name(parent: str) -> str:
@@ -321,6 +349,8 @@ def declare(
             if isinstance(source, str):
                 rules = aggregate.columns.get(source)
                 dtype = property_type(table_columns.get(source), rules.as_ if rules else None)
+            else:
+                dtype = property_type(cast_type(source.sql))
             if dtype is None:
                 json_text.add(name)
                 dtype = DataType.TEXT

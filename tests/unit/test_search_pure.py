@@ -23,6 +23,7 @@ from strangler.search.schema import (
     CollectionDecl,
     CollectionNames,
     SearchDeclarationError,
+    cast_type,
     declare,
     property_type,
 )
@@ -204,6 +205,11 @@ def test_property_types() -> None:
     assert property_type("geometry") is None
     assert property_type("numeric", "number") == DataType.NUMBER
     assert property_type(None) is None
+    assert cast_type("confidence::float8") == "float8"
+    assert cast_type("(a + b) :: double precision ") == "float8"
+    assert cast_type("tags::text[]") == "_text"
+    assert cast_type("coalesce(metadata, '{}'::jsonb)") is None
+    assert cast_type("lower(name)") is None
 
 
 def test_a_search_block_that_cannot_be_a_collection_is_refused() -> None:
