@@ -27,11 +27,14 @@ from strangler.analytics.ddl import DdlOptions, drop_database_sql
 from strangler.analytics.sink import SinkOptions, load_day
 from strangler.analytics.swap import partition_id
 from strangler.db.scratch import scratch_database
-from strangler.migration.events import TOPICS
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.kafka import KafkaResource
 from strangler.sample.synthetic import create_topics, day_events, publish_day, record_ranges
 from strangler.settings import get_settings
+from strangler.spec import current_spec
+
+TOPICS = current_spec().topics
+"""The settings' spec's stream types and their topics."""
 
 DAY = date(2026, 2, 2)
 EVENTS_PER_DOCUMENT = 5.9  # day_events: ~1 customer per 5 documents, 1-2 pages, 2 job events

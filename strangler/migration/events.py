@@ -19,13 +19,8 @@ from typing import Any
 
 from strangler.event_store.model import NewEvent, event_id_for
 from strangler.migration.source import REFERENCE, aggregate_id, key_of
-from strangler.spec import current_spec
 from strangler.spec.models import Aggregate, EstateSpec, FieldSource, JsonKind, SqlField
 from strangler.spec.types import to_json
-
-TOPICS: dict[str, str] = current_spec().topics
-"""Aggregate -> topic of the spec named by the settings, for the stages that do not take a
-spec yet (ClickHouse, Weaviate, their checks and the rollback); new code takes the spec."""
 
 
 class UnmappableValue(ValueError):

@@ -24,13 +24,13 @@ from strangler.analytics.ddl import DdlOptions, drop_database_sql
 from strangler.analytics.sink import DayResult, SinkOptions, load_day
 from strangler.assets.clickhouse_tables import clickhouse_analytics
 from strangler.db.migrations import migrate
-from strangler.migration.events import TOPICS
 from strangler.migration.kafka_records import OffsetRange
 from strangler.migration.partition_run import PartitionMigration, RunOptions
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
 from strangler.sample.synthetic import create_topics, day_events, publish_day, record_ranges
+from strangler.spec import current_spec
 
 from .migration_helpers import START_DAY, seeded_database
 
@@ -38,6 +38,8 @@ pytestmark = pytest.mark.integration
 
 DAY = date.today() - timedelta(days=7)  # inside the daily partitions (last 60 days)
 PARTITIONS = 3
+TOPICS = current_spec().topics
+"""The settings' spec's stream types and their topics."""
 
 
 @dataclass
@@ -368,6 +370,7 @@ from strangler.analytics.ddl import DdlOptions
 from strangler.analytics.sink import SinkOptions, load_partition
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.kafka import KafkaResource
+
 
 dsn, bootstrap, prefix, key, pg_url, database, group = sys.argv[1:8]
 kafka = KafkaResource(bootstrap_servers=bootstrap, topic_prefix=prefix)
