@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date
@@ -419,26 +420,39 @@ def _land(
     source: Source,
     log: Callable[[str], None],
 ) -> tuple[int, int]:
-    """Insert the raw batches into P's landing twin; (records, batches)."""
+    """Insert the raw batches into P's landing twin; (records, batches).
+
+    A batch is inserted by a worker thread while the next one is read (both release the GIL:
+    librdkafka and the ClickHouse engine); at most one insert is in flight, so at most two
+    batches are in memory.
+    """
     records = count = 0
     batch_started = time.monotonic()
-    for table in batches:
-        swap.land(client, table)
-        count += 1
-        records += table.num_rows
-        elapsed = time.monotonic() - batch_started
-        tracker.batch(
-            {
-                "partition_key": key,
-                "source": source,
-                "records": table.num_rows,
-                "arrow_bytes": table.nbytes,
-                "duration_s": round(elapsed, 3),
-                "records_per_s": round(table.num_rows / elapsed, 1) if elapsed > 0 else None,
-            }
-        )
-        log(f"{key}: landed batch {count} ({table.num_rows} records, {records} so far, {source})")
-        batch_started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing") as pool:
+        in_flight: Future[None] | None = None
+        for table in batches:
+            if in_flight is not None:
+                in_flight.result()
+            in_flight = pool.submit(swap.land, client, table)
+            count += 1
+            records += table.num_rows
+            elapsed = time.monotonic() - batch_started
+            tracker.batch(
+                {
+                    "partition_key": key,
+                    "source": source,
+                    "records": table.num_rows,
+                    "arrow_bytes": table.nbytes,
+                    "duration_s": round(elapsed, 3),
+                    "records_per_s": round(table.num_rows / elapsed, 1) if elapsed > 0 else None,
+                }
+            )
+            log(
+                f"{key}: landed batch {count} ({table.num_rows} records, {records} so far, {source})"
+            )
+            batch_started = time.monotonic()
+        if in_flight is not None:
+            in_flight.result()
     return records, count
 
 
