@@ -124,9 +124,10 @@ class ShopSearch:
                 },
             )
 
-    def checks_pass(self, day: str) -> None:
+    def checks_pass(self, day: str, *, probes_judged: bool = True) -> None:
         """Every Weaviate check (ids, references, vectors, freshness) and the semantic check
-        of every collection pass on the day."""
+        of every collection pass on the day (`probes_judged`: the day has objects the probes
+        expect, so they are judged, not skipped)."""
         with psycopg.connect(self.shop.estate_url) as conn, self.weaviate.client() as client:
             outcomes = check_weaviate_partition(
                 self.shop.spec,
@@ -146,7 +147,8 @@ class ShopSearch:
                 assert quality.sampled > 0
                 assert len(quality.probes) == len(decl.queries)
                 # Each day has cancelled orders: the probe is judged, not skipped.
-                assert all(p.considered > 0 for p in quality.probes), quality.metadata()
+                if probes_judged:
+                    assert all(p.considered > 0 for p in quality.probes), quality.metadata()
 
     def objects(self, aggregate: str) -> dict[uuid.UUID, tuple[str | None, dict[str, Any]]]:
         """uuid -> (tenant, properties) of every object of the aggregate's collection."""
@@ -397,7 +399,8 @@ def test_a_row_whose_tenant_cannot_be_resolved_is_a_recorded_failure(
                 object_uuid("Order", k) not in objects for c, k in parked if c == names.of("Order")
             )
             assert all(str(p[SOURCE_ID]) for _t, p in objects.values())
-            s.checks_pass(day)
+            # The day's cancelled orders may all be among the unplaced: the probe may go unjudged.
+            s.checks_pass(day, probes_judged=False)
         finally:
             with weaviate_resource.client() as client:
                 drop(client, names, shop.spec)
