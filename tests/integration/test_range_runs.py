@@ -19,6 +19,7 @@ from dagster._core.storage.tags import (
 from strangler.assets.event_store import build_event_store_asset
 from strangler.assets.kafka_topics import build_daily_topics
 from strangler.checks.consistency import build_consistency_checks
+from strangler.checks.partition_live import LIVE_CHECK, ROLLBACK_ID, ROLLED_BACK
 from strangler.launch import materialize_days, per_run
 from strangler.migration.partition_run import PartitionMigration
 from strangler.resources.kafka import KafkaResource
@@ -203,8 +204,24 @@ def test_launch_splits_days_into_range_runs(
             )
             assets = [build_event_store_asset(spec)]
             assert per_run(assets) == 3
+            events = dg.AssetKey(["event_store", "events"])
             with dg.instance_for_test() as instance:
+                instance.report_runless_asset_event(  # as a rollback of keys[2] leaves it
+                    dg.AssetObservation(
+                        asset_key=events,
+                        partition=keys[2],
+                        metadata={ROLLED_BACK: True, ROLLBACK_ID: "r-test"},
+                    )
+                )
                 runs = materialize_days(settings, assets, keys, instance)
+                live = instance.event_log_storage.get_asset_check_execution_history(
+                    dg.AssetCheckKey(events, LIVE_CHECK), limit=20
+                )  # one result per partition of the range; the rolled-back one is live again
+                in_range = {r.partition: r.status.value for r in live if r.run_id == runs[0].run_id}
+                assert in_range == dict.fromkeys(keys[:3], "SUCCEEDED")
+                rolled_back = next(r for r in live if r.partition == keys[2])
+                assert rolled_back.evaluation is not None
+                assert "re-materialized" in (rolled_back.evaluation.description or "")
                 assert [(r.partition_key, r.partitions, r.success) for r in runs] == [
                     (f"{keys[0]}..{keys[2]}", 3, True),
                     (keys[3], 1, True),
