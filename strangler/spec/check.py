@@ -145,6 +145,7 @@ class _AggregateCheck:
         self.rules()
         self.fields()
         self.types()
+        self.search()
 
     def key(self) -> None:
         declared = self.aggregate.source.primary_key
@@ -293,6 +294,86 @@ class _AggregateCheck:
                 f" [{column.name}]}}) or carry it as text (columns: {{{column.name}:"
                 " {as: string}})",
             )
+
+    def carried_fields(self) -> set[str]:
+        """The payload fields of the aggregate's import, change and named events (not the
+        delete's): what a collection object can hold. A default payload carries every column
+        of the table the spec does not exclude."""
+        events = self.aggregate.events
+        every = set(self.table.columns) - set(self.aggregate.source.exclude)
+        out: set[str] = set()
+        for fields in [
+            *(e.fields for e in (events.import_, events.change) if e.enabled),
+            *(n.fields for n in events.named),
+        ]:
+            out |= every if fields is None else set(fields)
+        return out
+
+    def search(self) -> None:
+        """Every field `search:` names is one the aggregate's events carry (loading the spec
+        already made sure a `{parent: X}` tenant is a searchable parent); search needs a
+        partition, which reference data does not have."""
+        search = self.aggregate.search
+        if search is None:
+            return
+        if self.aggregate.is_reference:
+            self.report.add(
+                self.loc("search"),
+                f"{self.aggregate.name} is reference data; search: needs aggregates partitioned"
+                " by time (remove search: or give the aggregate a time_column)",
+            )
+        carried = self.carried_fields()
+
+        def known(name: str, loc: Loc, what: str) -> None:
+            if name not in carried:
+                self.report.add(
+                    loc,
+                    f"{what} {name!r} is not a field of {self.aggregate.name}'s events"
+                    + did_you_mean(name, carried)
+                    + f" (its fields: {', '.join(sorted(carried))})",
+                )
+
+        for name in dict.fromkeys(search.text_fields):
+            known(name, self.loc("search", "text"), "the text template's field")
+        for i, name in enumerate(search.properties or []):
+            known(name, self.loc("search", "properties", i), "property")
+        if isinstance(search.tenant, str):
+            known(search.tenant, self.loc("search", "tenant"), "tenant field")
+        stored = self.stored_fields(carried)
+        for i, query in enumerate(search.queries):
+            for key in query.expect:
+                loc = self.loc("search", "queries", i, "expect", key)
+                if key not in carried:
+                    known(key, loc, "expected field")
+                elif stored is not None and key not in stored:
+                    self.report.add(
+                        loc,
+                        f"expected field {key!r} is not stored on the objects; add it to"
+                        " search.properties",
+                    )
+
+    def stored_fields(self, carried: set[str]) -> set[str] | None:
+        """The fields a collection object stores when `search.properties` lists them (None:
+        every carried field): those, the template's, the tenant and the parents' keys."""
+        search = self.aggregate.search
+        assert search is not None
+        if search.properties is None:
+            return None
+        events = self.aggregate.events
+        explicit = [
+            *(e.fields for e in (events.import_, events.change) if e.enabled and e.fields),
+            *(n.fields for n in events.named if n.fields),
+        ]
+        parent_fields: set[str] = set()
+        for link in self.aggregate.parents:
+            for column in link.columns:
+                if column in carried:
+                    parent_fields.add(column)
+                parent_fields |= {
+                    f for fields in explicit for f, s in fields.items() if s == column
+                }
+        tenant = [search.tenant] if isinstance(search.tenant, str) else []
+        return {*search.properties, *search.text_fields, *tenant, *parent_fields}
 
 
 _TIME_OIDS = {1184: "timestamptz", 1114: "timestamp", 1082: "date"}

@@ -194,6 +194,28 @@ def test_an_unmappable_type_names_table_column_type_and_fix(
     assert strangler("spec", "check", str(fixed), "--against", monolith.reader).code == 0
 
 
+def test_a_search_block_naming_fields_the_events_do_not_carry(
+    monolith: Monolith, strangler: Run, tmp_path: Path
+) -> None:
+    """The shop's Order search: a misspelt template field and expect key, each on its line."""
+    spec = _spec_with(tmp_path, replace=('text: "{note}"', 'text: "{notes}"'))
+    text = spec.read_text(encoding="utf-8").replace(
+        "expect: {status: cancelled}", "expect: {state: cancelled}"
+    )
+    spec.write_text(text, encoding="utf-8")
+    result = strangler("spec", "check", str(spec), "--against", monolith.reader)
+    assert result.code == 1 and result.out == ""
+    template, expect = result.err.splitlines()
+    assert template.startswith(
+        f"{spec}:{_line_of(spec, '{notes}')}: aggregates[2].search.text: the text"
+        " template's field 'notes' is not a field of Order's events; did you mean \"note\"?"
+    )
+    assert expect.startswith(
+        f"{spec}:{_line_of(spec, 'expect: {state')}: aggregates[2].search.queries[0].expect.state:"
+        " expected field 'state' is not a field of Order's events"
+    )
+
+
 def test_a_table_without_a_key(monolith: Monolith, strangler: Run, tmp_path: Path) -> None:
     spec = _spec_with(tmp_path, AUDIT)
     result = strangler("spec", "check", str(spec), "--against", monolith.reader)
