@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     from strangler.launch import DayRun
 
 migrate_app = typer.Typer(
-    help="Run migrations of a day range through Dagster (runs show in the UI).",
+    help="Run migrations of a day range through Dagster (runs show in the UI): the days'"
+    " partitions go in range runs of up to STRANGLER_MAX_PARTITIONS_PER_RUN where the stage"
+    " supports them.",
     no_args_is_help=True,
 )
 console = Console()
