@@ -22,10 +22,11 @@ from strangler.checks.event_store import check_monolith_accounted
 from strangler.migration.partition_run import PartitionMigration, RunOptions
 from strangler.migration.ranges import migrate_range
 from strangler.sensors.backfill import changed_partitions, migrated_versions, partition_versions
+from strangler.settings import SAMPLE_SPEC
 from strangler.spec import EstateSpec, load_spec
 from tests.schemas.shop import SPEC
 
-from .migration_helpers import store_fingerprint
+from .migration_helpers import START_DAY, seeded_database, store_fingerprint
 from .shop_helpers import SHOP_DAYS, SHOP_NOW, ShopEstate, shop_estate
 
 RANGE = [(SHOP_DAYS[0] + timedelta(days=d)).isoformat() for d in range(-2, 4)]
@@ -245,3 +246,27 @@ def test_a_weekly_shop_migrates_in_one_partition_per_week(
             )
         with psycopg.connect(shop.monolith_url) as mono:
             assert changed_partitions(partition_versions(mono, spec), migrated, {}) == [week]
+
+
+def test_a_monthly_sample_migrates_in_one_partition_per_month(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """The sample under `partitions: monthly`: its days land in their month's partition, the
+    accounted check passes there, and the late-data rule sees the month."""
+    sample = SAMPLE_SPEC.read_text()
+    first = next(line for line in sample.splitlines() if "first_partition:" in line)
+    path = tmp_path / "strangler.yaml"
+    path.write_text(sample.replace(first, f"{first}\n  partitions: monthly"))
+    spec = load_spec(path)
+    month = START_DAY.replace(day=1).isoformat()
+    with seeded_database(postgres_url, days=2, scale=0.05) as url:
+        outcomes = migrate_range(url, [month], spec=spec, run_id="monthly")
+        result = outcomes[0].result
+        assert result.source_rows > 0 and result.migrated + result.failed == result.source_rows
+        with psycopg.connect(url) as conn:
+            assert check_monolith_accounted(conn, month, spec=spec, monolith=conn).passed
+            keys = conn.execute("SELECT DISTINCT partition_key FROM eventstore.events").fetchall()
+            assert keys == [(month,)]
+            versions = partition_versions(conn, spec)
+            assert changed_partitions(versions, migrated_versions(conn), {}) == []
+            assert month in versions
