@@ -7,6 +7,7 @@ collection asks whether semantic search works on D (recall of its own texts and 
 `search.queries` probes).
 """
 
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
@@ -15,8 +16,13 @@ from pydantic import Field
 from strangler.assets.kafka_topics import kafka_topic_key
 from strangler.assets.monolith import OWNERS
 from strangler.assets.policies import freshness_policy
-from strangler.dagster_preview import partitioned_checks
-from strangler.partitions import build_partitions
+from strangler.dagster_preview import partitioned_checks, range_backfills
+from strangler.partitions import (
+    build_partitions,
+    log_check_evaluations,
+    range_backfill_policy,
+    run_partition_keys,
+)
 from strangler.resources.embeddings import EmbedderResource
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
@@ -29,13 +35,14 @@ from strangler.search.schema import (
     SearchDeclarationError,
     declare_from_store,
 )
-from strangler.search.sink import SinkOptions, run_day
+from strangler.search.sink import DayResult, SinkOptions, run_range
 from strangler.settings import get_settings
 from strangler.spec import current_spec
 from strangler.spec.models import Aggregate, EstateSpec
 
 CODE_VERSION = "1"
 GROUP = "search"
+SEMANTIC_CHECK = "semantic_search_works"
 SERVICE_VERSION = f"search-service/{CODE_VERSION}"
 
 
@@ -127,105 +134,40 @@ def build_weaviate_assets(
         )
     daily = build_partitions(spec)
 
-    @dg.multi_asset(
-        specs=[
-            dg.AssetSpec(
-                weaviate_key(a.name),
-                freshness_policy=freshness_policy(),
-                deps=_deps(spec, a),
-                description=_description(a),
-                group_name=GROUP,
-                kinds={"weaviate"},
-                owners=OWNERS,
-                code_version=CODE_VERSION,
-                skippable=True,
-            )
-            for a in spec.searchable
-        ],
-        partitions_def=daily,
-        can_subset=True,
-        name="weaviate_collections",
-    )
-    def weaviate_collections(
-        context: dg.AssetExecutionContext,
-        config: WeaviateSinkConfig,
-        postgres: PostgresResource,
-        kafka: KafkaResource,
-        weaviate: WeaviateResource,
-        embedder: EmbedderResource,
-    ):  # type: ignore[no-untyped-def]
-        """Upsert day D into each selected collection; delete D's objects the source dropped."""
-        aggregates = [a for a in searchable if weaviate_key(a) in context.selected_asset_keys]
-        options = SinkOptions(
-            names=CollectionNames(config.collection_prefix),
-            schema=SchemaOptions(
-                distance=config.distance,
-                ef_construction=config.ef_construction,
-                max_connections=config.max_connections,
-                ef=config.ef,
-                replication_factor=config.replication_factor,
-                multi_tenancy=config.multi_tenancy,
-            ),
-            upload_batch=config.upload_batch,
-            encode_batch=config.encode_batch,
-            max_failure_ratio=config.max_failure_ratio,
-            version=SERVICE_VERSION,
+    with range_backfills():  # backfill policies are a Dagster 1.13 beta
+
+        @dg.multi_asset(
+            specs=[
+                dg.AssetSpec(
+                    weaviate_key(a.name),
+                    freshness_policy=freshness_policy(),
+                    deps=_deps(spec, a),
+                    description=_description(a),
+                    group_name=GROUP,
+                    kinds={"weaviate"},
+                    owners=OWNERS,
+                    code_version=CODE_VERSION,
+                    skippable=True,
+                )
+                for a in spec.searchable
+            ],
+            partitions_def=daily,
+            backfill_policy=range_backfill_policy(),
+            can_subset=True,
+            name="weaviate_collections",
         )
-        encoder = cached_encoder(embedder, 32, config.use_cache)
-        with postgres.connection() as conn, weaviate.client() as client:
-            result = run_day(
-                conn=conn,
-                client=client,
-                encoder=encoder,
-                kafka=kafka,
-                spec=spec,
-                day=context.partition_key,
-                run_id=context.run.run_id,
-                options=options,
-                aggregates=aggregates,
-                log=context.log.info,
-            )
-        if result.exceeded:
-            raise dg.Failure(
-                description=(
-                    f"{result.failed} of {result.objects} objects of {result.day} failed"
-                    f" (threshold {config.max_failure_ratio:.2%}); see"
-                    " migration_state.failed_entities"
-                ),
-                metadata={"failed": result.failed, "objects": result.objects},
-            )
-        if result.failed:
-            context.log.warning(
-                f"{result.failed} objects of {result.day} failed (recorded in failed_entities)"
-            )
-        failed_by_collection: dict[str, int] = {}
-        for f in result.failures:
-            failed_by_collection[f.collection] = failed_by_collection.get(f.collection, 0) + 1
-        for a in aggregates:
-            r = result.per_type[a]
-            yield dg.MaterializeResult(
-                asset_key=weaviate_key(a),
-                metadata={
-                    "collection": r.collection,
-                    "objects": r.objects,
-                    "upserted": r.loaded,
-                    "references": r.references,
-                    "dangling_references": r.dangling_references,
-                    "deleted_stale": r.deleted,
-                    "tenants": r.tenants,
-                    "failures": failed_by_collection.get(r.collection, 0),
-                    "vectors_per_s": dg.FloatMetadataValue(round(r.vectors_per_s, 1)),
-                    "cache_hits": r.encode.cache_hits,
-                    "encoded": r.encode.encoded,
-                    "long_texts_chunked": r.encode.long_texts,
-                    "model_s": dg.FloatMetadataValue(round(r.encode.model_s, 3)),
-                    "model": result.model,
-                    "dimension": result.dimension,
-                    "source": result.source,
-                    "events": result.events,
-                    "kafka_duplicates": result.duplicates,
-                    "schema_drift": dg.JsonMetadataValue(result.schema.drift),
-                },
+        def weaviate_collections(
+            context: dg.AssetExecutionContext,
+            config: WeaviateSinkConfig,
+            postgres: PostgresResource,
+            kafka: KafkaResource,
+            weaviate: WeaviateResource,
+            embedder: EmbedderResource,
+        ):  # type: ignore[no-untyped-def]
+            """Upsert each partition of the run into each selected collection; delete the
+            partition's objects the source dropped."""
+            yield from _load_partitions(
+                context, spec, searchable, config, postgres, kafka, weaviate, embedder
             )
 
     with partitioned_checks():
@@ -233,17 +175,148 @@ def build_weaviate_assets(
     return [weaviate_collections], checks
 
 
+def _sink_options(config: WeaviateSinkConfig) -> SinkOptions:
+    return SinkOptions(
+        names=CollectionNames(config.collection_prefix),
+        schema=SchemaOptions(
+            distance=config.distance,
+            ef_construction=config.ef_construction,
+            max_connections=config.max_connections,
+            ef=config.ef,
+            replication_factor=config.replication_factor,
+            multi_tenancy=config.multi_tenancy,
+        ),
+        upload_batch=config.upload_batch,
+        encode_batch=config.encode_batch,
+        max_failure_ratio=config.max_failure_ratio,
+        version=SERVICE_VERSION,
+    )
+
+
+def _load_partitions(
+    context: dg.AssetExecutionContext,
+    spec: EstateSpec,
+    searchable: list[str],
+    config: WeaviateSinkConfig,
+    postgres: PostgresResource,
+    kafka: KafkaResource,
+    weaviate: WeaviateResource,
+    embedder: EmbedderResource,
+) -> Iterator[dg.MaterializeResult]:
+    """One partition, or every partition of a range run, one after the other with one client,
+    one model and the collections ensured once; in a range each partition gets its own
+    metadata. A partition whose failures exceed the threshold fails the run (the partitions
+    before it stay loaded and recorded)."""
+    aggregates = [a for a in searchable if weaviate_key(a) in context.selected_asset_keys]
+    keys = run_partition_keys(context)
+    in_range = len(keys) > 1
+
+    def reported(result: DayResult) -> None:
+        if result.failed:
+            context.log.warning(
+                f"{result.failed} objects of {result.day} failed (recorded in failed_entities)"
+            )
+        if in_range:
+            for a in aggregates:
+                context.add_asset_metadata(
+                    _metadata(result, a),
+                    asset_key=weaviate_key(a),
+                    partition_key=result.day,
+                )
+
+    encoder = cached_encoder(embedder, 32, config.use_cache)
+    with postgres.connection() as conn, weaviate.client() as client:
+        results = run_range(
+            conn=conn,
+            client=client,
+            encoder=encoder,
+            kafka=kafka,
+            spec=spec,
+            days=keys,
+            run_id=context.run.run_id,
+            options=_sink_options(config),
+            aggregates=aggregates,
+            log=context.log.info,
+            on_day=reported,
+        )
+    last = results[-1]
+    if last.exceeded:
+        raise dg.Failure(
+            description=(
+                f"{last.failed} of {last.objects} objects of {last.day} failed"
+                f" (threshold {config.max_failure_ratio:.2%}); see"
+                " migration_state.failed_entities"
+            ),
+            metadata={"failed": last.failed, "objects": last.objects},
+        )
+    for a in aggregates:
+        if not in_range:
+            yield dg.MaterializeResult(asset_key=weaviate_key(a), metadata=_metadata(last, a))
+            continue
+        yield dg.MaterializeResult(
+            asset_key=weaviate_key(a),
+            metadata={
+                "range": f"{keys[0]}..{keys[-1]}",
+                "range_partitions": len(keys),
+                "range_objects": sum(r.per_type[a].objects for r in results),
+                "range_upserted": sum(r.per_type[a].loaded for r in results),
+                "range_deleted_stale": sum(r.per_type[a].deleted for r in results),
+                "range_failures": sum(
+                    1
+                    for r in results
+                    for f in r.failures
+                    if f.collection == last.per_type[a].collection
+                ),
+            },
+        )
+
+
+def _metadata(result: DayResult, aggregate: str) -> dict[str, Any]:
+    """One partition's load of one collection as materialization metadata."""
+    r = result.per_type[aggregate]
+    return {
+        "collection": r.collection,
+        "objects": r.objects,
+        "upserted": r.loaded,
+        "references": r.references,
+        "dangling_references": r.dangling_references,
+        "deleted_stale": r.deleted,
+        "tenants": r.tenants,
+        "failures": sum(1 for f in result.failures if f.collection == r.collection),
+        "vectors_per_s": dg.FloatMetadataValue(round(r.vectors_per_s, 1)),
+        "cache_hits": r.encode.cache_hits,
+        "encoded": r.encode.encoded,
+        "long_texts_chunked": r.encode.long_texts,
+        "model_s": dg.FloatMetadataValue(round(r.encode.model_s, 3)),
+        "model": result.model,
+        "dimension": result.dimension,
+        "source": result.source,
+        "events": result.events,
+        "kafka_duplicates": result.duplicates,
+        "schema_drift": dg.JsonMetadataValue(result.schema.drift),
+    }
+
+
 def _semantic_check(
     spec: EstateSpec, aggregate: str, daily: dg.PartitionsDefinition
 ) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=weaviate_key(aggregate),
-        name="semantic_search_works",
-        partitions_def=daily,
-        description=(
-            "A seeded sample of the day's objects is found again by its own text (recall@k); "
-            "each of the spec's search.queries returns mostly objects with the expected values."
-        ),
+    @dg.multi_asset_check(
+        specs=[
+            dg.AssetCheckSpec(
+                SEMANTIC_CHECK,
+                asset=weaviate_key(aggregate),
+                partitions_def=daily,
+                description=(
+                    "A seeded sample of the day's objects is found again by its own text"
+                    " (recall@k); each of the spec's search.queries returns mostly objects with"
+                    " the expected values."
+                ),
+            )
+        ],
+        # Optional output: a range run logs its evaluations per partition and yields none.
+        can_subset=True,
+        # The op name an `@asset_check` gave it: run configs name it.
+        name=f"weaviate__{aggregate}_{SEMANTIC_CHECK}",
     )
     def check(
         context: dg.AssetCheckExecutionContext,
@@ -251,7 +324,7 @@ def _semantic_check(
         postgres: PostgresResource,
         weaviate: WeaviateResource,
         embedder: EmbedderResource,
-    ) -> dg.AssetCheckResult:
+    ) -> Iterator[dg.AssetCheckResult]:
         names = CollectionNames(config.collection_prefix)
         encoder = cached_encoder(embedder, 32, True)
         options = QualityOptions(
@@ -260,12 +333,31 @@ def _semantic_check(
         with postgres.connection() as conn:
             decls = declare_from_store(conn, spec, names)
         decl = next(d for d in decls if d.aggregate == aggregate)
+        keys = run_partition_keys(context)
         with weaviate.client() as client:
-            result = check_day(client, encoder, decl, context.partition_key, options)
-        return dg.AssetCheckResult(
-            passed=result.passed,
+            results = [check_day(client, encoder, decl, key, options) for key in keys]
+        if len(keys) > 1:  # a range run: each partition's result under its own partition
+            log_check_evaluations(
+                context,
+                [
+                    dg.AssetCheckEvaluation(
+                        asset_key=weaviate_key(aggregate),
+                        check_name=SEMANTIC_CHECK,
+                        passed=result.passed,
+                        partition=key,
+                        metadata=result.metadata(),
+                        severity=dg.AssetCheckSeverity.ERROR,
+                    )
+                    for key, result in zip(keys, results, strict=True)
+                ],
+            )
+            return
+        yield dg.AssetCheckResult(
+            asset_key=weaviate_key(aggregate),
+            check_name=SEMANTIC_CHECK,
+            passed=results[0].passed,
             severity=dg.AssetCheckSeverity.ERROR,
-            metadata=result.metadata(),
+            metadata=results[0].metadata(),
         )
 
     return check

@@ -159,6 +159,29 @@ def declarations(
     return declare_from_store(conn, spec, options.names, multi_tenancy=options.schema.multi_tenancy)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """The spec's collections, typed and present in Weaviate: what every day of a run shares."""
+
+    decls: list[CollectionDecl]
+    schema: SchemaReport
+
+
+def prepare(
+    conn: psycopg.Connection[Any],
+    client: weaviate.WeaviateClient,
+    spec: EstateSpec,
+    options: SinkOptions,
+    log: Callable[[str], None] = lambda _m: None,
+) -> Prepared:
+    """Declare the collections and ensure them once per run, not once per day of a range."""
+    decls = declarations(conn, spec, options)
+    schema = ensure_schema(client, decls, options.schema)
+    for drift in schema.drift:
+        log(f"schema drift (left unchanged): {drift}")
+    return Prepared(decls, schema)
+
+
 def read_day(
     conn: psycopg.Connection[Any],
     kafka: KafkaClients | None,
@@ -721,10 +744,12 @@ def run_day(
     options: SinkOptions,
     aggregates: Sequence[str] | None = None,
     log: Callable[[str], None] = lambda _m: None,
+    prepared: Prepared | None = None,
 ) -> DayResult:
     """Everything for day D: schema, read, load, and the search-service's bookkeeping.
 
-    `aggregates`: the searchable aggregates to load (default: all of them). Two runs of the
+    `aggregates`: the searchable aggregates to load (default: all of them). `prepared`: the
+    collections a range run declared and ensured once (default: done here). Two runs of the
     same day at once would delete each other's objects (each sees the other's token as
     stale), so a session advisory lock per (collections, day) serializes them.
     """
@@ -743,6 +768,7 @@ def run_day(
             options=options,
             aggregates=aggregates,
             log=log,
+            prepared=prepared or prepare(conn, client, spec, options, log),
         )
     finally:
         conn.rollback()
@@ -762,12 +788,10 @@ def _run_day(
     options: SinkOptions,
     aggregates: Sequence[str] | None,
     log: Callable[[str], None],
+    prepared: Prepared,
 ) -> DayResult:
     started = time.perf_counter()
-    decls = declarations(conn, spec, options)
-    schema = ensure_schema(client, decls, options.schema)
-    for drift in schema.drift:
-        log(f"schema drift (left unchanged): {drift}")
+    decls, schema = prepared.decls, prepared.schema
     tracking.heartbeat(conn, options.version, "healthy", {"day": day, "phase": "reading"})
     conn.commit()
     topics = [spec.topic_of(d.aggregate) for d in decls]
@@ -849,3 +873,44 @@ def _run_day(
         )
         conn.commit()
         return result
+
+
+def run_range(
+    *,
+    conn: psycopg.Connection[Any],
+    client: weaviate.WeaviateClient,
+    encoder: CachedEncoder,
+    kafka: KafkaClients | None,
+    spec: EstateSpec,
+    days: Sequence[str],
+    run_id: str,
+    options: SinkOptions,
+    aggregates: Sequence[str] | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+    on_day: Callable[[DayResult], None] = lambda _r: None,
+) -> list[DayResult]:
+    """`run_day` for each day of a range, oldest first, sharing one client, one encoder and
+    the collections declared and ensured once. Each day is recorded as a single run records
+    it (so the range equals day-by-day runs); it stops after a day whose failures exceed the
+    threshold, the days before it staying loaded."""
+    prepared = prepare(conn, client, spec, options, log)
+    results: list[DayResult] = []
+    for day in days:
+        result = run_day(
+            conn=conn,
+            client=client,
+            encoder=encoder,
+            kafka=kafka,
+            spec=spec,
+            day=day,
+            run_id=run_id,
+            options=options,
+            aggregates=aggregates,
+            log=log,
+            prepared=prepared,
+        )
+        results.append(result)
+        on_day(result)
+        if result.exceeded:
+            break
+    return results
