@@ -288,6 +288,8 @@ def stage_relay(ctx: ChainContext) -> StageRow:
         seconds = time.perf_counter() - t0
     published = sum(r.published for r in results)
     perf = producer_performance(total, mean_size, settings.kafka_bootstrap)
+    if perf <= 0:
+        raise RuntimeError(f"ProducerPerformance reported {perf} records/s")
     return _row("relay", published, seconds, published / perf, rss, f"{mean_size} B/record")
 
 
