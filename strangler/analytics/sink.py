@@ -56,7 +56,8 @@ from strangler.spec.models import EstateSpec
 SERVICE = "analytics-service"
 CONSUMER_GROUP = "analytics-service"
 
-Source = Literal["kafka", "event_store"]
+Source = Literal["kafka", "event_store", "nothing"]
+"""Where a partition was read from (`nothing`: a range run skipped an empty partition)."""
 ClientFactory = Callable[[], AbstractContextManager[Any]]
 ConsumerFactory = Callable[..., Consumer]
 """`KafkaResource.consumer`: (group id, **librdkafka overrides) -> Consumer."""
@@ -179,7 +180,11 @@ def _kafka_batches(
                 f"{r.start_offset} of {key}: retention removed part of the partition"
             )
     ends = {k: r.end_offset for k, r in pending.items()}
-    consumer.assign([TopicPartition(t, p, r.start_offset) for (t, p), r in pending.items()])
+    assigned = [TopicPartition(t, p, r.start_offset) for (t, p), r in pending.items()]
+    consumer.assign(assigned)
+    # a consumer reused across the partitions of a range run: librdkafka keeps a partition
+    # paused (as the previous partition's read left it) through unassign and assign
+    consumer.resume(assigned)
     values: list[bytes] = []
     topics: list[str] = []
     partitions: list[int] = []
@@ -279,132 +284,269 @@ def load_partition(
     log: Callable[[str], None] = lambda _msg: None,
 ) -> DayResult:
     """Replace partition P in every analytics table; see the module docstring."""
+    (result,) = load_partitions(
+        [partition_key],
+        clickhouse=clickhouse,
+        postgres_conninfo=postgres_conninfo,
+        consumer_factory=consumer_factory,
+        topic_prefix=topic_prefix,
+        options=options,
+        spec=spec,
+        schema=schema,
+        log=log,
+    )
+    return result
+
+
+_HELD_QUERY = """
+SELECT DISTINCT partition_key FROM eventstore.outbox
+WHERE partition_key = ANY(%s) AND payload ->> 'aggregate_type' = ANY(%s)
+"""
+
+
+def _partitions_to_load(
+    pg: psycopg.Connection[Any],
+    client: Any,
+    ddl: DdlOptions,
+    keys: Sequence[str],
+    stream_types: Sequence[str],
+    topics: Sequence[str],
+) -> set[str]:
+    """The keys that hold something: recorded offset ranges, outbox events, or rows already
+    in ClickHouse (to be replaced or dropped). The others are left alone: loading them would
+    swap nothing into nothing (years of sparse days are mostly such keys)."""
+    held = {str(r[0]) for r in pg.execute(_HELD_QUERY, (list(keys), list(stream_types)))}
+    held |= {
+        str(r[0])
+        for r in pg.execute(
+            "SELECT DISTINCT partition_key FROM migration_state.kafka_offset_ranges"
+            " WHERE partition_key = ANY(%s) AND topic = ANY(%s) AND end_offset > start_offset",
+            (list(keys), list(topics)),
+        )
+    }
+    held |= {
+        str(r[0])
+        for r in client.query(
+            f"SELECT DISTINCT partition_key FROM {ddl.table(EVENTS_TABLE)}"
+            " WHERE has({keys:Array(String)}, partition_key)",
+            parameters={"keys": list(keys)},
+        ).result_rows
+    }
+    return held
+
+
+def load_partitions(
+    partition_keys: Sequence[str | date],
+    *,
+    clickhouse: ClientFactory,
+    postgres_conninfo: str,
+    consumer_factory: ConsumerFactory,
+    topic_prefix: str = "",
+    options: SinkOptions | None = None,
+    spec: EstateSpec | None = None,
+    schema: Schema | None = None,
+    log: Callable[[str], None] = lambda _msg: None,
+    skip_empty: bool = False,
+) -> list[DayResult]:
+    """Replace each partition in every analytics table, oldest first, with one engine open,
+    one schema check, one Kafka consumer and one Postgres connection for all of them (a range
+    run's fixed cost is paid once). Each partition is swapped on its own, so atomicity and
+    idempotence hold per partition exactly as in a single load; the first failure stops the
+    run with the partitions before it swapped and the failed one untouched.
+
+    `skip_empty`: keys with nothing recorded anywhere (no offset ranges, no outbox events,
+    no ClickHouse rows) are not loaded; their result says `source="nothing"`.
+    """
     options = options or SinkOptions()
     spec = spec or current_spec()
-    key = partition_key_of(partition_key)
-    started = time.monotonic()
+    run_started = time.monotonic()
+    keys = [partition_key_of(k) for k in partition_keys]
     stream_types = list(spec.topics)
     topics = [f"{topic_prefix}{t}" for t in spec.topics.values()]
-
+    results: list[DayResult] = []
     with psycopg.connect(postgres_conninfo, autocommit=True) as pg:
         schema = schema or estate_schema(pg, spec)
-        swap = PartitionSwap(key, options.ddl, schema)
         tracker = ServiceTracker(
             pg,
             options.service,
             service_version(options.code_version),
             track_events=options.track_events,
         )
-        tracker.health("healthy", {"phase": "starting", "partition_key": key})
         try:
             with clickhouse() as client:
-                ranges = load_offset_ranges(pg, key, topics)
-                source: Source = (
-                    "kafka" if any(r.end_offset > r.start_offset for r in ranges) else "event_store"
-                )
-                fallback_reason = (
-                    None if source == "kafka" else "no offset ranges recorded for the partition"
-                )
                 rebuilt = tuple(apply_schema(client, options.ddl, schema))
-                swap.prepare(client)
+                wanted = (
+                    _partitions_to_load(pg, client, options.ddl, keys, stream_types, topics)
+                    if skip_empty
+                    else set(keys)
+                )
                 consumer = consumer_factory(options.consumer_group, **BULK_READ)
                 try:
-
-                    def batches(source: Source) -> Iterator[pa.Table]:
-                        if source == "kafka":
-                            return _kafka_batches(
-                                consumer,
-                                ranges,
+                    for key in keys:
+                        if key not in wanted:
+                            results.append(_nothing(key, schema))
+                            continue
+                        results.append(
+                            _load_one(
                                 key,
-                                batch_rows=options.insert_batch_rows,
-                                read_batch=options.read_batch,
-                                idle_timeout_s=options.idle_timeout_s,
+                                client=client,
+                                pg=pg,
+                                consumer=consumer,
+                                tracker=tracker,
+                                postgres_conninfo=postgres_conninfo,
+                                topics=topics,
+                                stream_types=stream_types,
+                                options=options,
+                                schema=schema,
+                                log=log,
+                                rebuilt=rebuilt if not results else (),
+                                # the first partition's time includes the run's setup
+                                started=None if results else run_started,
                             )
-                        return _store_batches(
-                            postgres_conninfo, key, stream_types, options.insert_batch_rows
                         )
-
-                    try:
-                        landed = _land(swap, client, batches(source), tracker, key, source, log)
-                    except OffsetsGone as exc:
-                        fallback_reason = str(exc)
-                        log(f"{key}: {exc}; reading the partition from the event store instead")
-                        tracker.log(
-                            f"{key}: falling back to the event store",
-                            {"reason": str(exc), "partition_key": key},
-                            "warning",
-                        )
-                        source = "event_store"
-                        swap.prepare(client)
-                        landed = _land(swap, client, batches(source), tracker, key, source, log)
-                    read_done = time.monotonic()
-                    stats = swap.finish(client)
-                    storage = partition_storage(client, options.ddl, key, schema.swapped_tables)
-                    swap_s = time.monotonic() - read_done
-                    event_ids = (
-                        [
-                            str(v)
-                            for v in client.query_arrow(
-                                f"SELECT toString(event_id) FROM {options.ddl.table(EVENTS_TABLE)}"
-                                " WHERE partition_key = {key:String}",
-                                parameters={"key": key},
-                            )
-                            .column(0)
-                            .to_pylist()
-                        ]
-                        if options.track_events
-                        else []
-                    )
-                    committed = _commit_offsets(consumer, ranges) if source == "kafka" else []
                 finally:
                     consumer.close()
-        except BaseException as exc:
-            tracker.log(f"{key} failed", {"error": repr(exc)[:2000], "partition_key": key}, "error")
-            tracker.health("degraded", {"partition_key": key, "error": repr(exc)[:2000]})
+        finally:
             tracker.close()
-            # The twins may be half-filled; drop them so nothing stale lingers (P is untouched).
-            try:
-                with clickhouse() as client:
-                    swap.discard(client)
-            except Exception as cleanup:  # the original error matters more; say so and go on
-                log(f"{key}: could not drop staging tables: {cleanup!r}")
-            raise
-        tracker.succeeded(event_ids)
-        tracker.sync_status(options.consumer_group, committed)
-        duration = time.monotonic() - started
-        result = DayResult(
-            partition_key=key,
-            source=source,
-            fallback_reason=fallback_reason,
-            events_read=landed[0],
-            skipped_other_day=stats.other_partitions,
-            batches=landed[1],
-            swap=stats,
-            storage=storage,
-            ranges=ranges,
-            committed=committed,
-            duration_s=duration,
-            read_s=read_done - started,
-            swap_s=swap_s,
-            rebuilt=rebuilt,
+    return results
+
+
+def _nothing(key: str, schema: Schema) -> DayResult:
+    return DayResult(
+        partition_key=key,
+        source="nothing",
+        fallback_reason=None,
+        events_read=0,
+        skipped_other_day=0,
+        batches=0,
+        swap=SwapStats(rows=dict.fromkeys(schema.swapped_tables, 0), duplicates_dropped=0),
+        storage={},
+        ranges=[],
+        committed=[],
+        duration_s=0.0,
+        read_s=0.0,
+        swap_s=0.0,
+    )
+
+
+def _load_one(
+    key: str,
+    *,
+    client: Any,
+    pg: psycopg.Connection[Any],
+    consumer: Consumer,
+    tracker: ServiceTracker,
+    postgres_conninfo: str,
+    topics: Sequence[str],
+    stream_types: Sequence[str],
+    options: SinkOptions,
+    schema: Schema,
+    log: Callable[[str], None],
+    rebuilt: tuple[str, ...],
+    started: float | None = None,
+) -> DayResult:
+    """Land and swap one partition through the run's open client, consumer and tracker."""
+    started = time.monotonic() if started is None else started
+    swap = PartitionSwap(key, options.ddl, schema)
+    tracker.health("healthy", {"phase": "starting", "partition_key": key})
+    try:
+        ranges = load_offset_ranges(pg, key, topics)
+        source: Source = (
+            "kafka" if any(r.end_offset > r.start_offset for r in ranges) else "event_store"
         )
-        tracker.log(
-            f"{key} swapped in",
-            {
-                "partition_key": key,
-                "source": source,
-                "rows": stats.rows,
-                "duplicates_dropped": stats.duplicates_dropped,
-                "duration_s": round(duration, 3),
-                "rows_per_s": round(result.rate, 1),
-            },
+        fallback_reason = (
+            None if source == "kafka" else "no offset ranges recorded for the partition"
         )
-        tracker.health(
-            "healthy",
-            {"phase": "idle", "last_partition_key": key, "source": source, "rows": result.rows},
+        swap.prepare(client)
+
+        def batches(source: Source) -> Iterator[pa.Table]:
+            if source == "kafka":
+                return _kafka_batches(
+                    consumer,
+                    ranges,
+                    key,
+                    batch_rows=options.insert_batch_rows,
+                    read_batch=options.read_batch,
+                    idle_timeout_s=options.idle_timeout_s,
+                )
+            return _store_batches(postgres_conninfo, key, stream_types, options.insert_batch_rows)
+
+        try:
+            landed = _land(swap, client, batches(source), tracker, key, source, log)
+        except OffsetsGone as exc:
+            fallback_reason = str(exc)
+            log(f"{key}: {exc}; reading the partition from the event store instead")
+            tracker.log(
+                f"{key}: falling back to the event store",
+                {"reason": str(exc), "partition_key": key},
+                "warning",
+            )
+            source = "event_store"
+            swap.prepare(client)
+            landed = _land(swap, client, batches(source), tracker, key, source, log)
+        read_done = time.monotonic()
+        stats = swap.finish(client)
+        storage = partition_storage(client, options.ddl, key, schema.swapped_tables)
+        swap_s = time.monotonic() - read_done
+        event_ids = (
+            [
+                str(v)
+                for v in client.query_arrow(
+                    f"SELECT toString(event_id) FROM {options.ddl.table(EVENTS_TABLE)}"
+                    " WHERE partition_key = {key:String}",
+                    parameters={"key": key},
+                )
+                .column(0)
+                .to_pylist()
+            ]
+            if options.track_events
+            else []
         )
-        tracker.close()
-        return result
+        committed = _commit_offsets(consumer, ranges) if source == "kafka" else []
+    except BaseException as exc:
+        tracker.log(f"{key} failed", {"error": repr(exc)[:2000], "partition_key": key}, "error")
+        tracker.health("degraded", {"partition_key": key, "error": repr(exc)[:2000]})
+        # The twins may be half-filled; drop them so nothing stale lingers (P is untouched).
+        try:
+            swap.discard(client)
+        except Exception as cleanup:  # the original error matters more; say so and go on
+            log(f"{key}: could not drop staging tables: {cleanup!r}")
+        raise
+    tracker.succeeded(event_ids)
+    tracker.sync_status(options.consumer_group, committed)
+    duration = time.monotonic() - started
+    result = DayResult(
+        partition_key=key,
+        source=source,
+        fallback_reason=fallback_reason,
+        events_read=landed[0],
+        skipped_other_day=stats.other_partitions,
+        batches=landed[1],
+        swap=stats,
+        storage=storage,
+        ranges=ranges,
+        committed=committed,
+        duration_s=duration,
+        read_s=read_done - started,
+        swap_s=swap_s,
+        rebuilt=rebuilt,
+    )
+    tracker.log(
+        f"{key} swapped in",
+        {
+            "partition_key": key,
+            "source": source,
+            "rows": stats.rows,
+            "duplicates_dropped": stats.duplicates_dropped,
+            "duration_s": round(duration, 3),
+            "rows_per_s": round(result.rate, 1),
+        },
+    )
+    tracker.health(
+        "healthy",
+        {"phase": "idle", "last_partition_key": key, "source": source, "rows": result.rows},
+    )
+    return result
 
 
 load_day = load_partition

@@ -13,12 +13,13 @@ import dagster as dg
 from pydantic import Field
 
 from strangler.analytics.ddl import DdlOptions, Schema, build_schema, validate_identifier
-from strangler.analytics.sink import CONSUMER_GROUP, DayResult, SinkOptions, load_partition
+from strangler.analytics.sink import CONSUMER_GROUP, DayResult, SinkOptions, load_partitions
 from strangler.analytics.state import state_table
 from strangler.assets.monolith import OWNERS
 from strangler.assets.policies import freshness_policy
+from strangler.dagster_preview import range_backfills
 from strangler.migration.source import REFERENCE
-from strangler.partitions import build_partitions
+from strangler.partitions import build_partitions, range_backfill_policy, run_partition_keys
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
@@ -77,17 +78,19 @@ def _deps(spec: EstateSpec, schema: Schema, table: str, topics: list[str]) -> li
 def _load(
     context: dg.AssetExecutionContext,
     spec: EstateSpec,
-    key: str,
+    keys: list[str],
     config: ClickHouseSinkConfig,
     clickhouse: ClickHouseResource,
     kafka: KafkaResource,
     postgres: PostgresResource,
-) -> DayResult:
+) -> list[DayResult]:
+    """Load the run's partitions (one, or a range: one engine open and schema check for all;
+    a range leaves alone the partitions with nothing recorded anywhere)."""
     ddl = DdlOptions(
         database=validate_identifier(config.database, "database name"), cluster=config.cluster
     )
-    result = load_partition(
-        key,
+    results = load_partitions(
+        keys,
         clickhouse=clickhouse.client,
         postgres_conninfo=postgres.conninfo(),
         consumer_factory=kafka.consumer,
@@ -102,18 +105,23 @@ def _load(
             track_events=config.track_events,
         ),
         log=context.log.info,
+        skip_empty=len(keys) > 1,
     )
-    if result.fallback_reason:
-        context.log.warning(f"{key}: read from the event store: {result.fallback_reason}")
-    if result.rebuilt:
-        context.log.info(f"created or rebuilt from events: {', '.join(result.rebuilt)}")
-    return result
+    for result in results:
+        if result.fallback_reason:
+            context.log.warning(
+                f"{result.partition_key}: read from the event store: {result.fallback_reason}"
+            )
+        if result.rebuilt:
+            context.log.info(f"created or rebuilt from events: {', '.join(result.rebuilt)}")
+    return results
 
 
 def _metadata(result: DayResult, table: str) -> dict[str, Any]:
     storage = result.storage.get(table)
     meta: dict[str, Any] = {
         "source": result.source,
+        "outcome": "nothing to load" if result.source == "nothing" else "swapped",
         "fallback_reason": result.fallback_reason or "",
         "duration_s": dg.FloatMetadataValue(round(result.duration_s, 3)),
         "rows": result.swap.rows.get(table, 0),
@@ -148,6 +156,31 @@ def _metadata(result: DayResult, table: str) -> dict[str, Any]:
     return meta
 
 
+def _range_results(
+    context: dg.AssetExecutionContext, schema: Schema, keys: list[str], results: list[DayResult]
+) -> Iterator[dg.MaterializeResult]:
+    """A range run: each partition's metadata under its own partition, then one result per
+    table summing the range."""
+    for result in results:
+        for table in schema.swapped_tables:
+            context.add_asset_metadata(
+                _metadata(result, table),
+                asset_key=dg.AssetKey(["clickhouse", table]),
+                partition_key=result.partition_key,
+            )
+    loaded = [r for r in results if r.source != "nothing"]
+    for table in schema.swapped_tables:
+        yield dg.MaterializeResult(
+            asset_key=dg.AssetKey(["clickhouse", table]),
+            metadata={
+                "range": f"{keys[0]}..{keys[-1]}",
+                "range_partitions": len(keys),
+                "range_loaded": len(loaded),
+                "range_rows": sum(r.swap.rows.get(table, 0) for r in loaded),
+            },
+        )
+
+
 def build_clickhouse_assets(
     spec: EstateSpec, schema: Schema | None = None
 ) -> list[dg.AssetsDefinition]:
@@ -175,32 +208,40 @@ def build_clickhouse_assets(
             for table in schema.swapped_tables
         ]
 
-        @dg.multi_asset(
-            name="clickhouse_analytics",
-            specs=specs,
-            partitions_def=partitions,
-            pool="clickhouse",
-            can_subset=False,
-            description=(
-                "Loads the partition's events from Kafka by the offset ranges the relay recorded "
-                "(event store when they are gone) and swaps the partition into every analytics "
-                "table at once: events, current state per aggregate, the user's analytics."
-            ),
-        )
-        def clickhouse_analytics(
-            context: dg.AssetExecutionContext,
-            config: ClickHouseSinkConfig,
-            clickhouse: ClickHouseResource,
-            kafka: KafkaResource,
-            postgres: PostgresResource,
-        ) -> Iterator[dg.MaterializeResult]:
-            result = _load(
-                context, spec, context.partition_key, config, clickhouse, kafka, postgres
+        with range_backfills():  # backfill policies are a Dagster 1.13 beta
+
+            @dg.multi_asset(
+                name="clickhouse_analytics",
+                specs=specs,
+                partitions_def=partitions,
+                backfill_policy=range_backfill_policy(),
+                pool="clickhouse",
+                can_subset=False,
+                description=(
+                    "Loads the partition's events from Kafka by the offset ranges the relay"
+                    " recorded (event store when they are gone) and swaps the partition into every"
+                    " analytics table at once: events, current state per aggregate, the user's"
+                    " analytics. A range run loads its partitions one after the other in one"
+                    " engine session, each swapped on its own."
+                ),
             )
-            for table in schema.swapped_tables:
-                yield dg.MaterializeResult(
-                    asset_key=dg.AssetKey(["clickhouse", table]), metadata=_metadata(result, table)
-                )
+            def clickhouse_analytics(
+                context: dg.AssetExecutionContext,
+                config: ClickHouseSinkConfig,
+                clickhouse: ClickHouseResource,
+                kafka: KafkaResource,
+                postgres: PostgresResource,
+            ) -> Iterator[dg.MaterializeResult]:
+                keys = run_partition_keys(context)
+                results = _load(context, spec, keys, config, clickhouse, kafka, postgres)
+                if len(keys) == 1:
+                    for table in schema.swapped_tables:
+                        yield dg.MaterializeResult(
+                            asset_key=dg.AssetKey(["clickhouse", table]),
+                            metadata=_metadata(results[0], table),
+                        )
+                    return
+                yield from _range_results(context, schema, keys, results)
 
         out.append(clickhouse_analytics)
     if spec.reference:
@@ -227,7 +268,7 @@ def build_clickhouse_assets(
             kafka: KafkaResource,
             postgres: PostgresResource,
         ) -> dg.MaterializeResult:
-            result = _load(context, spec, REFERENCE, config, clickhouse, kafka, postgres)
+            (result,) = _load(context, spec, [REFERENCE], config, clickhouse, kafka, postgres)
             meta = _metadata(result, "events")
             meta["rows_per_table"] = dg.JsonMetadataValue(dict(result.swap.rows))
             return dg.MaterializeResult(metadata=meta)
