@@ -17,7 +17,7 @@ from strangler.rollback.services import ANALYTICS, EVENT_STORE, RELAY, SEARCH
 from strangler.rollback.stores import day_counts
 from strangler.rollback.targets import Targets
 
-KEPT_BY_DESIGN = {("outbox-relay", "messages")}
+KEPT_ON_PURPOSE = {("outbox-relay", "messages")}
 """Kafka keeps published records (retention decides); only the ranges are forgotten."""
 
 
@@ -99,7 +99,7 @@ def validate(targets: Targets, plan: Plan) -> Validation:
         counts = day_counts(targets, day, services)
         result.after[day] = counts
         left = {
-            service: {k: n for k, n in stores.items() if n and (service, k) not in KEPT_BY_DESIGN}
+            service: {k: n for k, n in stores.items() if n and (service, k) not in KEPT_ON_PURPOSE}
             for service, stores in counts.items()
         }
         left = {s: v for s, v in left.items() if v}

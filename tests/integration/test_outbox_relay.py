@@ -188,6 +188,7 @@ KILLABLE = textwrap.dedent(
     from strangler.migration.outbox_relay import DayRelay, RelayOptions
     from strangler.migration.topics import PROGRESS_TOPIC
     from strangler.resources.kafka import KafkaResource
+    from strangler.spec import current_spec
     url, bootstrap, prefix, day = sys.argv[1:5]
     kafka = KafkaResource(bootstrap_servers=bootstrap, topic_prefix=prefix)
     DayRelay(url, kafka, day, [kafka.topic(t) for t in current_spec().topics.values()], kafka.topic(PROGRESS_TOPIC),
