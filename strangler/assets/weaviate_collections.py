@@ -8,6 +8,7 @@ collection asks whether semantic search works on D (recall of its own texts and 
 """
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
@@ -225,7 +226,11 @@ def _load_partitions(
                 )
 
     encoder = cached_encoder(embedder, 32, config.use_cache)
-    with postgres.connection() as conn, weaviate.client() as client:
+    with (
+        postgres.connection() as conn,
+        weaviate.client() as client,
+        _declaration_failure(),
+    ):
         results = run_range(
             conn=conn,
             client=client,
@@ -269,6 +274,16 @@ def _load_partitions(
                 ),
             },
         )
+
+
+@contextmanager
+def _declaration_failure() -> Iterator[None]:
+    """A spec the collections cannot be declared from (or an event store without the column
+    types yet) fails the step with the one line saying what to do, not a traceback."""
+    try:
+        yield
+    except SearchDeclarationError as exc:
+        raise dg.Failure(description=str(exc)) from None
 
 
 def _metadata(result: DayResult, aggregate: str) -> dict[str, Any]:
@@ -330,7 +345,7 @@ def _semantic_check(
         options = QualityOptions(
             sample_size=config.sample_size, k=config.k, min_recall=config.min_recall
         )
-        with postgres.connection() as conn:
+        with postgres.connection() as conn, _declaration_failure():
             decls = declare_from_store(conn, spec, names)
         decl = next(d for d in decls if d.aggregate == aggregate)
         keys = run_partition_keys(context)

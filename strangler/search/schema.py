@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 import weaviate
 from weaviate.classes.config import (
     Configure,
@@ -272,8 +273,9 @@ def declare(
         if not table_columns:
             raise SearchDeclarationError(
                 f"{aggregate.name}: no column types of {aggregate.source.qualified} are recorded"
-                " yet, so its properties cannot be typed: migrate a partition to the event store"
-                " first (it records the baseline)"
+                " yet (its collection is typed from them); migrate one partition to the event"
+                " store first: `strangler migrate events --partition YYYY-MM-DD` (asset"
+                " event_store/events)"
             )
 
         def field_of(
@@ -393,8 +395,13 @@ def declare(
 
 def recorded_types(conn: Any, spec: EstateSpec) -> dict[str, dict[str, str]]:
     """Aggregate -> column -> Postgres type of every searchable aggregate's source table, from
-    the event store's drift baseline (`migration_state.source_columns`)."""
-    return {a.name: recorded_columns(conn, baseline_table(a)) for a in spec.searchable}
+    the event store's drift baseline (`migration_state.source_columns`). An estate database
+    no migration has set up yet has no baseline: nothing is recorded."""
+    try:
+        return {a.name: recorded_columns(conn, baseline_table(a)) for a in spec.searchable}
+    except psycopg.errors.UndefinedTable:
+        conn.rollback()
+        return {a.name: {} for a in spec.searchable}
 
 
 def declare_from_store(
