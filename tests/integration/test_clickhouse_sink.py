@@ -8,6 +8,7 @@ shop) is tests/integration/test_clickhouse_spec.py.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -295,9 +296,13 @@ def test_reader_during_swap_sees_old_or_new_day(env: Env) -> None:
         thread = threading.Thread(target=reader)
         thread.start()
         try:
-            for ranges in (small, full, small, full):
+            # Swap back and forth until the reader has looked often enough (a fast load leaves it
+            # few chances per swap), bounded so the test always ends.
+            for swaps, ranges in enumerate(itertools.islice(itertools.cycle((small, full)), 40)):
                 record_ranges(conn, DAY.isoformat(), ranges)
                 env.load(insert_batch_rows=200)  # many staging inserts: many chances to peek
+                if swaps >= 3 and len(seen) > 5:
+                    break
         finally:
             stop.set()
             thread.join(timeout=60)
