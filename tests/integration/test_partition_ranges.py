@@ -138,7 +138,6 @@ _CHILD = textwrap.dedent(
     import sys
     from strangler.migration.partition_run import RunOptions
     from strangler.migration.ranges import migrate_range
-from strangler.sensors.backfill import changed_partitions, migrated_versions, partition_versions
     from strangler.spec import load_spec
     from tests.schemas.shop import SPEC
     from tests.integration.shop_helpers import SHOP_NOW
