@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,10 +35,9 @@ from strangler.checks.diff import HASH_HEX, BucketSum, bisect_diff
 from strangler.checks.event_store import _NOT_PARKED, EventStoreSide
 from strangler.checks.kafka import freshness_outcome
 from strangler.checks.outcome import CheckOutcome
-from strangler.spec import EstateSpec, current_spec
+from strangler.spec import EstateSpec
 
 SYSTEM = "clickhouse"
-ClientFactory = Callable[[], AbstractContextManager[Any]]
 
 _ID_TEXT = "toString(event_id)"
 _ID_HASH_CH = (
@@ -395,29 +394,3 @@ def check_clickhouse(
     for o in out.all:
         o.duration_s = time.monotonic() - started
     return out
-
-
-def check_clickhouse_day(
-    conn: psycopg.Connection[Any],
-    client_factory: ClientFactory,
-    partition_key: str,
-    *,
-    ddl: DdlOptions | None = None,
-    spec: EstateSpec | None = None,
-    max_freshness_lag_s: float = 3_600.0,
-    start_depth: int = 2,
-    leaf_rows: int = 5_000,
-    sample: int = 10,
-) -> ClickHouseOutcomes:
-    """The former entry point: every ClickHouse check of P for the settings' spec."""
-    return check_clickhouse(
-        spec or current_spec(),
-        conn,
-        client_factory,
-        partition_key,
-        ddl=ddl,
-        max_freshness_lag_s=max_freshness_lag_s,
-        start_depth=start_depth,
-        leaf_rows=leaf_rows,
-        sample=sample,
-    )
