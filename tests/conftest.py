@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,13 @@ def stack(settings: Settings) -> Stack:
 TEST_DATABASE = "strangler_test"
 
 
+def worker_database_name() -> str:
+    """`strangler_test`, or `strangler_test_gw<N>` under pytest-xdist: each worker its own
+    database, so modules running at the same time never share one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return f"{TEST_DATABASE}_{worker}" if worker else TEST_DATABASE
+
+
 @pytest.fixture(scope="session")
 def postgres_url(stack: Stack, settings: Settings) -> str:
     """A database of its own, so tests never touch the data `make demo` left behind."""
@@ -47,13 +55,12 @@ def postgres_url(stack: Stack, settings: Settings) -> str:
 
     base = urlparse(settings.postgres_url)
     admin = urlunparse(base._replace(path="/postgres"))
+    name = worker_database_name()
     with psycopg.connect(admin, autocommit=True) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (TEST_DATABASE,)
-        ).fetchone()
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEST_DATABASE)))
-    return urlunparse(base._replace(path=f"/{TEST_DATABASE}"))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return urlunparse(base._replace(path=f"/{name}"))
 
 
 @pytest.fixture(scope="session")
@@ -101,3 +108,42 @@ def embedder(resources: dict[str, object]) -> EmbedderResource:
 def unique() -> str:
     """A suffix that keeps each test's topics, schemas and collections its own."""
     return uuid.uuid4().hex[:10]
+
+
+SLOWEST_FIRST = (
+    "integration/test_rollback.py",
+    "e2e/test_ui.py",
+    "integration/test_readme_commands.py",
+    "integration/test_clickhouse_ranges.py",
+    "integration/test_consistency_checks.py",
+    "integration/test_shop_checks_rollback.py",
+    "integration/test_clickhouse_sink.py",
+    "integration/test_clickhouse_spec.py",
+    "integration/test_bench_chain.py",
+    "integration/test_outbox_relay.py",
+    "integration/test_component.py",
+    "integration/test_embedding_backends.py",
+    "integration/test_weaviate_shop.py",
+    "integration/test_cli_errors.py",
+    "e2e/test_ui_signals.py",
+    "integration/test_weaviate_ranges.py",
+    "integration/test_weaviate_tenants.py",
+)
+"""The modules that take longest (CI's junit times), in that order. `make test` hands whole
+modules to two workers in collection order: a long module handed out last would leave the
+other worker idle at the end."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slowest modules first; the rest, and the tests inside each module, keep their order."""
+    tests = Path(__file__).resolve().parent
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+
+    def module_rank(item: pytest.Item) -> int:
+        try:
+            name = item.path.resolve().relative_to(tests).as_posix()
+        except ValueError:
+            return len(rank)
+        return rank.get(name, len(rank))
+
+    items.sort(key=module_rank)

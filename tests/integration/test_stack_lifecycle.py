@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import psycopg
+import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import NewTopic
 from weaviate.classes.config import Configure, DataType, Property
@@ -16,6 +17,9 @@ from strangler.resources.kafka import KafkaResource
 from strangler.resources.weaviate import WeaviateResource
 from strangler.settings import Settings
 from strangler.stack.manager import Stack
+
+pytestmark = pytest.mark.serial
+"""`down` stops the services every other test uses: never alongside another test."""
 
 
 def _pids(stack: Stack) -> dict[str, int | None]:
