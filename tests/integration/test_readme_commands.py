@@ -40,7 +40,7 @@ SKIPPED = {
     ".venv/bin/strangler ui": "runs until stopped: tests/e2e/test_ui.py and test_ui_signals.py",
     ".venv/bin/dagster dev": "runs until stopped: the same webserver + daemon as `strangler ui`",
     ".venv/bin/strangler stack down": "would stop the stack every other test and session uses;"
-    " tests/integration/test_stack_lifecycle.py stops and restarts it",
+    " tests/serial/test_stack_lifecycle.py stops and restarts it",
     "make lint typecheck imports": "checks of the working tree, which `make test` runs first",
     ".venv/bin/pytest tests/unit": "the unit suite, not a product command",
 }

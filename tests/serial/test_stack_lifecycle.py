@@ -18,8 +18,8 @@ from strangler.resources.weaviate import WeaviateResource
 from strangler.settings import Settings
 from strangler.stack.manager import Stack
 
-pytestmark = pytest.mark.serial
-"""`down` stops the services every other test uses: never alongside another test."""
+pytestmark = pytest.mark.integration
+"""`down` stops the services every other test uses: tests/serial/ runs alone (make test)."""
 
 
 def _pids(stack: Stack) -> dict[str, int | None]:
