@@ -57,30 +57,37 @@ def gone_rows(
 ) -> Iterator[list[tuple[str, str]]]:
     """Batches of (row id, stream id) migrated in this partition, not deleted, and gone now.
 
-    Two plain reads and a set difference rather than an anti-join: right after a first load
-    the planner's statistics know nothing of the new events, and a correlated anti-join then
-    degenerates into a scan per row.
+    The stored rows stream through a server-side cursor held across the caller's commits
+    (memory stays flat however many rows the partition holds), in the byte order of (row id,
+    stream id): the order delete events are appended in. Grouping, not an anti-join: right
+    after a first load the planner's statistics know nothing of the new events, and a
+    correlated anti-join then degenerates into a scan per row.
     """
-    rows = estate.execute(
-        "SELECT DISTINCT metadata ->> 'source_id', aggregate_id, event_type = %s"
-        " FROM eventstore.events WHERE partition_key = %s AND aggregate_type = %s"
-        " AND metadata ->> 'source_table' = %s",
-        (
-            aggregate.event_type("delete"),
-            partition_key,
-            aggregate.stream_type,
-            aggregate.source.table,
-        ),
-    ).fetchall()
-    estate.commit()
-    deleted = {str(r[0]) for r in rows if r[2]}
-    stored = sorted({(str(r[0]), str(r[1])) for r in rows if str(r[0]) not in deleted})
-    if not stored:
-        return
-    types = source.key_types(monolith, aggregate)
-    for start in range(0, len(stored), batch_size):
-        chunk = stored[start : start + batch_size]
-        present = source.existing_keys(monolith, aggregate, types, [row_id for row_id, _ in chunk])
-        gone = [pair for pair in chunk if pair[0] not in present]
-        if gone:
-            yield gone
+    query = (
+        "SELECT source_id, aggregate_id FROM ("
+        " SELECT source_id, aggregate_id, bool_or(deleted) OVER (PARTITION BY source_id) AS gone"
+        " FROM (SELECT metadata ->> 'source_id' AS source_id, aggregate_id,"
+        "  bool_or(event_type = %s) AS deleted"
+        "  FROM eventstore.events WHERE partition_key = %s AND aggregate_type = %s"
+        "  AND metadata ->> 'source_table' = %s GROUP BY 1, 2) per_stream) s"
+        ' WHERE NOT gone ORDER BY source_id COLLATE "C", aggregate_id COLLATE "C"'
+    )
+    params = (
+        aggregate.event_type("delete"),
+        partition_key,
+        aggregate.stream_type,
+        aggregate.source.table,
+    )
+    types: list[str] | None = None
+    with estate.cursor(name=f"strangler_gone_{aggregate.source.table}", withhold=True) as cur:
+        cur.itersize = batch_size
+        cur.execute(query, params)
+        estate.commit()
+        while chunk := cur.fetchmany(batch_size):
+            if types is None:
+                types = source.key_types(monolith, aggregate)
+            ids = [str(row_id) for row_id, _ in chunk]
+            present = source.existing_keys(monolith, aggregate, types, ids)
+            gone = [(str(r), str(s)) for r, s in chunk if str(r) not in present]
+            if gone:
+                yield gone
