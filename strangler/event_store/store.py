@@ -49,9 +49,8 @@ _BATCH_COLUMNS = (
     "payload",
     "metadata",
     "occurred_at",
+    "occurred_text",
     "topic",
-    "headers",
-    "envelope",
 )
 
 _CREATE_BATCH_TABLE = """
@@ -66,9 +65,8 @@ CREATE TEMP TABLE IF NOT EXISTS eventstore_batch (
     payload           jsonb       NOT NULL,
     metadata          jsonb       NOT NULL,
     occurred_at       timestamptz NOT NULL,
-    topic             text        NOT NULL,
-    headers           jsonb       NOT NULL,
-    envelope          jsonb       NOT NULL
+    occurred_text     text        NOT NULL,
+    topic             text        NOT NULL
 ) ON COMMIT DELETE ROWS
 """
 
@@ -119,9 +117,18 @@ WITH ins AS (
     INSERT INTO eventstore.outbox (
         event_id, position, topic, message_key, headers, payload, occurred_at)
     SELECT ins.event_id, ins.position, b.topic, b.aggregate_id,
-           b.headers || jsonb_build_object('position', ins.position::text),
-           b.envelope || jsonb_build_object('position', ins.position,
-                                            'recorded_at', ins.recorded_at),
+           jsonb_build_object(
+               'event_id', b.event_id::text, 'event_type', b.event_type,
+               'schema_version', b.schema_version::text, 'occurred_at', b.occurred_text,
+               'aggregate_type', b.aggregate_type,
+               'aggregate_version', b.aggregate_version::text,
+               'position', ins.position::text),
+           jsonb_build_object(
+               'event_id', b.event_id::text, 'aggregate_type', b.aggregate_type,
+               'aggregate_id', b.aggregate_id, 'aggregate_version', b.aggregate_version,
+               'event_type', b.event_type, 'schema_version', b.schema_version,
+               'occurred_at', b.occurred_text, 'payload', b.payload, 'metadata', b.metadata,
+               'position', ins.position, 'recorded_at', ins.recorded_at),
            b.occurred_at
     FROM ins JOIN pg_temp.eventstore_batch b USING (event_id)
 )
@@ -513,30 +520,12 @@ def _recorded_ids(conn: psycopg.Connection[Any], events: list[NewEvent]) -> set[
 
 
 def _batch_row(ord_: int, event: NewEvent, topic: str) -> tuple[Any, ...]:
+    """One staged event. Its outbox row (headers and envelope) is built from these columns in
+    SQL: the payload crosses the wire once, and `occurred_text` keeps the time as written."""
     if event.occurred_at.tzinfo is None:
         raise ValueError(
             f"event {event.event_id}: occurred_at must be timezone-aware (partitions are UTC days)"
         )
-    occurred = event.occurred_at.isoformat()
-    headers = {
-        "event_id": str(event.event_id),
-        "event_type": event.event_type,
-        "schema_version": str(event.schema_version),
-        "occurred_at": occurred,
-        "aggregate_type": event.aggregate_type,
-        "aggregate_version": str(event.aggregate_version),
-    }
-    envelope = {
-        "event_id": str(event.event_id),
-        "aggregate_type": event.aggregate_type,
-        "aggregate_id": event.aggregate_id,
-        "aggregate_version": event.aggregate_version,
-        "event_type": event.event_type,
-        "schema_version": event.schema_version,
-        "occurred_at": occurred,
-        "payload": event.payload,
-        "metadata": event.metadata,
-    }
     return (
         ord_,
         event.event_id,
@@ -548,7 +537,6 @@ def _batch_row(ord_: int, event: NewEvent, topic: str) -> tuple[Any, ...]:
         jsonb(event.payload),
         jsonb(event.metadata),
         event.occurred_at,
+        event.occurred_at.isoformat(),
         topic,
-        jsonb(headers),
-        jsonb(envelope),
     )
