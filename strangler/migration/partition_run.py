@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
+import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
@@ -109,6 +111,11 @@ def source_session(conninfo: str) -> psycopg.Connection[Any]:
 
 Failure = tuple[dict[str, Any], list[Violation] | str]
 Clean = tuple[dict[str, Any], list[NewEvent]]
+Prepared = tuple[list[dict[str, Any]], list[Clean], list[Failure]]
+"""One batch read from the monolith: its rows, the clean ones with their events, the failed."""
+READ_AHEAD = 2
+"""Batches the reading thread may prepare ahead of the writing one (memory stays bounded)."""
+_END = object()
 
 
 @dataclass
@@ -119,6 +126,9 @@ class _Table:
     rules: list[Rule]
     extraction: source.Extraction
     builder: EventBuilder
+    """Builds the rows' own events, on the reading thread."""
+    changes: EventBuilder
+    """Builds change events, on the writing thread (a builder is not shared between threads)."""
 
     @property
     def name(self) -> str:
@@ -207,7 +217,13 @@ class PartitionMigration:
     def _table(self, aggregate: Aggregate) -> _Table:
         compiled, rules = extraction(self.spec, aggregate, self.now)
         compiled = self._extended(aggregate, compiled)
-        return _Table(aggregate, rules, compiled, EventBuilder(aggregate, self.key, self.now))
+        return _Table(
+            aggregate,
+            rules,
+            compiled,
+            EventBuilder(aggregate, self.key, self.now),
+            EventBuilder(aggregate, self.key, self.now),
+        )
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -282,18 +298,10 @@ class PartitionMigration:
             if index < done_index:
                 return
         after = position.get("last_key") if index == done_index else None
+        fixable = not self.options.dry_run and _has_unresolved(writer, table.name)
         batch_no = 0
-        for rows in source.stream_rows(
-            reader,
-            self.spec,
-            table.aggregate,
-            self.window,
-            table.extraction,
-            after=after,
-            batch_size=self.options.batch_size,
-        ):
+        for rows, clean, failed in self._read_ahead(table, reader, registry, after):
             t0 = time.monotonic()
-            clean, failed = self._split(table, rows, registry)
             if not self.options.dry_run:
                 clean = self._with_changes(table, writer, clean)
             events = [e for _, evs in clean for e in evs]
@@ -308,7 +316,8 @@ class PartitionMigration:
                         outcome.duplicates + (len(events) - len(versioned)),
                     )
                     self._record_failures(writer, table.name, failed)
-                    self._resolve_fixed(writer, table, [row for row, _ in clean])
+                    if fixable:
+                        self._resolve_fixed(writer, table, [row for row, _ in clean])
                     running = self._running_counts.setdefault(table.name, {"rows": 0, "failed": 0})
                     running["rows"] += len(rows)
                     running["failed"] += len(failed)
@@ -324,6 +333,57 @@ class PartitionMigration:
             progress.maybe_report(self.report)
 
     # -- rows -> events ----------------------------------------------------------------------
+
+    def _read_ahead(
+        self,
+        table: _Table,
+        reader: psycopg.Connection[Any],
+        registry: _SchemaSource,
+        after: Sequence[Any] | None,
+    ) -> Iterator[Prepared]:
+        """The table's batches in key order, read from the monolith and turned into events by
+        a second thread while this one writes the previous batch: the monolith's query and the
+        Python work per row overlap the estate's writes instead of adding to them. The reading
+        thread owns `reader` and `table.builder` until the table is done."""
+        prepared: queue.Queue[Prepared | BaseException | object] = queue.Queue(READ_AHEAD)
+        stop = threading.Event()
+
+        def hand_over(item: Prepared | BaseException | object) -> bool:
+            while not stop.is_set():
+                try:
+                    prepared.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def read() -> None:
+            try:
+                for rows in source.stream_rows(
+                    reader,
+                    self.spec,
+                    table.aggregate,
+                    self.window,
+                    table.extraction,
+                    after=after,
+                    batch_size=self.options.batch_size,
+                ):
+                    if not hand_over((rows, *self._split(table, rows, registry))):
+                        return
+                hand_over(_END)
+            except BaseException as exc:  # handed to the writing thread, which raises it
+                hand_over(exc)
+
+        thread = threading.Thread(target=read, name=f"strangler-read-{table.name}", daemon=True)
+        thread.start()
+        try:
+            while (item := prepared.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item  # type: ignore[misc]
+        finally:
+            stop.set()
+            thread.join()
 
     def _split(
         self, table: _Table, rows: Sequence[dict[str, Any]], registry: _SchemaSource
@@ -361,7 +421,9 @@ class PartitionMigration:
         out: list[Clean] = []
         for (row, events), row_id in zip(clean, ids, strict=True):
             stored = states.get(row_id)
-            change = table.builder.change_event(row, stored) if stored is not None else None
+            if PARTITION_COLUMN in row:  # a range read: the change belongs to the row's partition
+                table.changes.partition_key = row[PARTITION_COLUMN]
+            change = table.changes.change_event(row, stored) if stored is not None else None
             out.append((row, [*events, change] if change is not None else events))
         return out
 
@@ -649,6 +711,18 @@ class PartitionMigration:
                 )
             writer.commit()
         self._finish_run(control, progress, status="succeeded")
+
+
+def _has_unresolved(conn: psycopg.Connection[Any], table: str) -> bool:
+    """Whether any row of `table` is failed and unresolved: only then can a clean row of this
+    run resolve one (rows failing in this run are not read again in it)."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM migration_state.failed_entities"
+        " WHERE migration = %s AND source_table = %s AND resolved_at IS NULL)",
+        (MIGRATION, table),
+    ).fetchone()
+    conn.commit()
+    return bool(row and row[0])
 
 
 def _renumber(conn: psycopg.Connection[Any], events: list[NewEvent]) -> list[NewEvent]:
