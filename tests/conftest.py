@@ -134,16 +134,25 @@ modules to two workers in collection order: a long module handed out last would 
 other worker idle at the end."""
 
 
+STOPS_A_SERVICE = {"integration/test_outbox_relay.py::test_broker_restart_mid_publish_converges"}
+"""Tests outside tests/serial/ that stop a service of the shared stack (here, Kafka)."""
+
+
+def _module_of(item: pytest.Item, tests: Path) -> str:
+    """The item's module relative to tests/ ('' when it lives elsewhere)."""
+    try:
+        return item.path.resolve().relative_to(tests).as_posix()
+    except ValueError:
+        return ""
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The slowest modules first; the rest, and the tests inside each module, keep their order."""
+    """Mark `serial` what stops a shared service (make test runs those alone, after the two
+    workers); then the slowest modules first, the rest and each module's tests in their order."""
     tests = Path(__file__).resolve().parent
+    for item in items:
+        module = _module_of(item, tests)
+        if module.startswith("serial/") or f"{module}::{item.name}" in STOPS_A_SERVICE:
+            item.add_marker(pytest.mark.serial)
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
-
-    def module_rank(item: pytest.Item) -> int:
-        try:
-            name = item.path.resolve().relative_to(tests).as_posix()
-        except ValueError:
-            return len(rank)
-        return rank.get(name, len(rank))
-
-    items.sort(key=module_rank)
+    items.sort(key=lambda item: rank.get(_module_of(item, tests), len(rank)))

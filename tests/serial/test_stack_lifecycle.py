@@ -19,7 +19,8 @@ from strangler.settings import Settings
 from strangler.stack.manager import Stack
 
 pytestmark = pytest.mark.integration
-"""`down` stops the services every other test uses: tests/serial/ runs alone (make test)."""
+"""`down` stops the services every other test uses: tests/serial/ is marked serial and runs
+alone (tests/conftest.py, make test)."""
 
 
 def _pids(stack: Stack) -> dict[str, int | None]:
