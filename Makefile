@@ -33,12 +33,13 @@ browser:
 ui: stack
 	$(BIN)/strangler ui
 
-# Two workers, each taking whole modules, slowest first; then, alone, the tests marked serial
-# (tests/serial/ and the Kafka restart: they stop a service the others use; tests/conftest.py).
-# CI counts the merged junit.xml.
+# TEST_WORKERS workers, each taking whole modules, slowest first; then, alone, the tests
+# marked serial (tests/serial/ and the Kafka restart: they stop a service the others use;
+# tests/conftest.py). CI counts the merged junit.xml.
+TEST_WORKERS ?= 2
 test: lint typecheck imports stack browser
 	rm -f artifacts/junit-parallel.xml artifacts/junit-serial.xml
-	$(BIN)/pytest -ra -n 2 --dist loadfile --no-loadscope-reorder -m "not serial" \
+	$(BIN)/pytest -ra -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not serial" \
 		--junitxml=artifacts/junit-parallel.xml tests
 	$(BIN)/pytest -ra -m serial --junitxml=artifacts/junit-serial.xml tests
 	$(BIN)/python -m tests.merge_junit artifacts/junit.xml artifacts/junit-parallel.xml \
