@@ -91,15 +91,17 @@ LIMIT 1
 """
 
 _VERSIONS_BEFORE = """
-SELECT b.aggregate_type, b.aggregate_id,
-       coalesce((SELECT max(e.aggregate_version) FROM eventstore.events e
-                 WHERE e.aggregate_type = b.aggregate_type
-                   AND e.aggregate_id = b.aggregate_id), 0),
-       b.top_version
-FROM (SELECT aggregate_type, aggregate_id, max(aggregate_version) AS top_version
-      FROM pg_temp.eventstore_batch
-      WHERE aggregate_type = ANY(%s)
-      GROUP BY aggregate_type, aggregate_id) b
+SELECT aggregate_type, aggregate_id, before_version, top_version FROM (
+    SELECT b.aggregate_type, b.aggregate_id,
+           coalesce((SELECT max(e.aggregate_version) FROM eventstore.events e
+                     WHERE e.aggregate_type = b.aggregate_type
+                       AND e.aggregate_id = b.aggregate_id), 0) AS before_version,
+           b.top_version
+    FROM (SELECT aggregate_type, aggregate_id, max(aggregate_version) AS top_version
+          FROM pg_temp.eventstore_batch
+          WHERE aggregate_type = ANY(%(types)s)
+          GROUP BY aggregate_type, aggregate_id) b) v
+WHERE top_version / %(every)s > before_version / %(every)s
 """
 
 _INSERT = """
@@ -321,10 +323,13 @@ class EventStore:
             raise ConcurrencyError(atype, aid, version - 1, int(actual))
 
     def _versions_before(self, conn: psycopg.Connection[Any]) -> list[tuple[str, str, int, int]]:
-        """Per staged aggregate with a fold: (type, id, stored version, top staged version)."""
+        """Per staged aggregate with a fold whose append crosses a multiple of
+        ``snapshot_every``: (type, id, stored version, top staged version). The others are
+        filtered out in SQL, not fetched."""
         if not self._folds:
             return []
-        rows = conn.execute(_VERSIONS_BEFORE, (list(self._folds),)).fetchall()
+        params = {"types": list(self._folds), "every": self._snapshot_every}
+        rows = conn.execute(_VERSIONS_BEFORE, params).fetchall()
         return [(t, i, int(b), int(a)) for t, i, b, a in rows]
 
     @staticmethod

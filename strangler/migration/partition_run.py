@@ -10,13 +10,11 @@ snapshot per table.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import queue
 import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -732,7 +730,7 @@ def _renumber(conn: psycopg.Connection[Any], events: list[NewEvent]) -> list[New
     """
     if not events:
         return []
-    keys = sorted({(e.aggregate_type, e.aggregate_id) for e in events})
+    keys = list(dict.fromkeys((e.aggregate_type, e.aggregate_id) for e in events))
     rows = conn.execute(
         "SELECT e.aggregate_type, e.aggregate_id, max(e.aggregate_version),"
         " array_agg(e.event_id) FROM eventstore.events e"
@@ -740,14 +738,26 @@ def _renumber(conn: psycopg.Connection[Any], events: list[NewEvent]) -> list[New
         " GROUP BY 1, 2",
         ([k[0] for k in keys], [k[1] for k in keys]),
     ).fetchall()
-    current = {(r[0], r[1]): int(r[2]) for r in rows}
+    # Per stream: the last version numbered, starting from the stored one.
+    next_version = {(r[0], r[1]): int(r[2]) for r in rows}
     stored = {eid for r in rows for eid in r[3]}
-    next_version: dict[tuple[str, str], int] = defaultdict(int)
     out: list[NewEvent] = []
-    for event in events:
-        if event.event_id in stored:
+    for e in events:
+        if e.event_id in stored:
             continue
-        stream = (event.aggregate_type, event.aggregate_id)
-        next_version[stream] = max(next_version[stream], current.get(stream, 0)) + 1
-        out.append(dataclasses.replace(event, aggregate_version=next_version[stream]))
+        stream = (e.aggregate_type, e.aggregate_id)
+        version = next_version[stream] = next_version.get(stream, 0) + 1
+        out.append(  # positional: a few times cheaper than dataclasses.replace, per event
+            NewEvent(
+                e.event_id,
+                e.aggregate_type,
+                e.aggregate_id,
+                version,
+                e.event_type,
+                e.payload,
+                e.occurred_at,
+                e.schema_version,
+                e.metadata,
+            )
+        )
     return out
