@@ -30,7 +30,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +46,11 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from bench.common import DAY, ROWS_PER_SCALE, PeakRss, seeded_day
-from strangler.db.scratch import scratch_database
+from bench.bench_history import run as history_run
+from bench.common import DAY, PeakRss, seeded_day
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.embeddings import EmbedderResource
 from strangler.resources.kafka import KafkaResource
-from strangler.sample.seed import seed
 from strangler.settings import get_settings
 from strangler.spec import current_spec
 from strangler.spec.models import EstateSpec
@@ -519,113 +517,26 @@ def stage_embedding(ctx: ChainContext, texts: int) -> StageRow:
 # -- five years of history -----------------------------------------------------------------
 
 
-def stage_history(rows: int, days: int, start: date) -> StageRow:
+def stage_history(rows: int, days: int, start: date, granularity: str = "daily") -> StageRow:
     """`strangler migrate events / kafka / clickhouse --from --to` (the stages of `migrate all`
-    without Weaviate) over `days` days holding `rows` rows, against the same rows in one day."""
+    without Weaviate) over `days` days holding `rows` rows, against the same rows in one day:
+    `bench.bench_history.run` (a Dagster instance in Postgres, as the stack's)."""
+    stages = ["events", "kafka", "clickhouse"]
     with PeakRss() as rss:
-        spread_s, events = _history_run(rows, days, start)
-        one_day_s, _ = _history_run(rows, 1, start)
+        spread = history_run(rows, days, granularity, stages, start)
+        one_day = history_run(rows, 1, "daily", stages, start)
     return StageRow(
         stage="history_5y",
-        events=events,
-        events_per_s=round(_rate(events, spread_s), 1),
-        baseline_per_s=round(_rate(events, one_day_s), 1),
-        ratio=round(one_day_s / spread_s, 4) if spread_s else 0.0,
+        events=spread.events,
+        events_per_s=round(_rate(spread.events, spread.total_s), 1),
+        baseline_per_s=round(_rate(one_day.events, one_day.total_s), 1),
+        ratio=round(one_day.total_s / spread.total_s, 4) if spread.total_s else 0.0,
         peak_rss_mib=round(rss.peak / 2**20, 1),
-        seconds=round(spread_s, 3),
-        baseline_s=round(one_day_s, 3),
-        note=f"{rows} rows over {days} days from {start} vs one day (CLI, Weaviate off)",
+        seconds=round(spread.total_s, 3),
+        baseline_s=round(one_day.total_s, 3),
+        note=f"{rows} rows over {days} days ({granularity}) from {start} vs one day"
+        " (CLI, Weaviate off)",
     )
-
-
-def history_spec(folder: Path, first_partition: date) -> Path:
-    """A copy of the current spec (and its analytics SQL folder) whose partitions start at
-    `first_partition`, so years of history are partitions of it."""
-    source = Path(get_settings().spec)
-    spec = current_spec(source)
-    text, found = re.subn(
-        r"(?m)^(\s*first_partition:\s*)\S+",
-        rf"\g<1>{first_partition.isoformat()}",
-        source.read_text(),
-    )
-    if not found:
-        raise ValueError(f"{source}: no first_partition to move")
-    target = folder / source.name
-    target.write_text(text)
-    if spec.analytics.sql and spec.analytics_dir is not None and spec.analytics_dir.is_dir():
-        shutil.copytree(spec.analytics_dir, folder / spec.analytics.sql)
-    return target
-
-
-HISTORY_CHILD = textwrap.dedent(
-    """
-    import sys
-    from datetime import date
-    from strangler.cli_migrate import CLICKHOUSE, EVENTS, KAFKA, run_stage
-    from strangler.cli_options import days
-    span = days(None, date.fromisoformat(sys.argv[1]), date.fromisoformat(sys.argv[2]))
-    for stage in (EVENTS, KAFKA, CLICKHOUSE):  # `strangler migrate all`, Weaviate off
-        run_stage(stage, span, False)
-    """
-)
-
-
-def _history_run(rows: int, days: int, start: date) -> tuple[float, int]:
-    settings = get_settings()
-    tag = uuid.uuid4().hex[:8]
-    end = start + timedelta(days=days - 1)
-    with (
-        scratch_database(settings.postgres_url, prefix="benchh") as url,
-        tempfile.TemporaryDirectory(prefix="bench-dagster-") as dagster_home,
-        tempfile.TemporaryDirectory(prefix="bench-spec-") as spec_dir,
-    ):
-        with psycopg.connect(url) as conn:
-            seed(
-                conn,
-                seed=1,
-                days=days,
-                scale=rows / ROWS_PER_SCALE,
-                dirty_rate=0.01,
-                start_day=start,
-            )
-            conn.commit()
-        env = {
-            **os.environ,
-            "STRANGLER_POSTGRES_URL": url,
-            "STRANGLER_KAFKA_TOPIC_PREFIX": f"benchh{tag}.",
-            "STRANGLER_CLICKHOUSE_DATABASE": f"benchh_{tag}",
-            "DAGSTER_HOME": dagster_home,
-            "STRANGLER_SPEC": str(history_spec(Path(spec_dir), start)),
-        }
-        t0 = time.perf_counter()
-        try:
-            subprocess.run(
-                [sys.executable, "-c", HISTORY_CHILD, start.isoformat(), end.isoformat()],
-                env=env,
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            seconds = time.perf_counter() - t0
-        except subprocess.CalledProcessError as exc:
-            raise RuntimeError(f"history run: {exc.stdout[-2000:]} {exc.stderr[-2000:]}") from exc
-        finally:
-            _drop_history(tag)
-        with psycopg.connect(url) as conn:
-            count = conn.execute("SELECT count(*) FROM eventstore.events").fetchone()
-    return seconds, int(count[0]) if count else 0
-
-
-def _drop_history(tag: str) -> None:
-    settings = get_settings()
-    kafka = KafkaResource(bootstrap_servers=settings.kafka_bootstrap)
-    topics = [
-        t for t in kafka.admin().list_topics(timeout=10).topics if t.startswith(f"benchh{tag}.")
-    ]
-    if topics:
-        kafka.admin().delete_topics(topics)
-    with ClickHouseResource(dsn=settings.clickhouse_url).client() as c:
-        c.command(f"DROP DATABASE IF EXISTS benchh_{tag}")
 
 
 # -- the chain -----------------------------------------------------------------------------
@@ -639,6 +550,7 @@ def run_chain(
     history_rows: int = 100_000,
     history_days: int = 1_826,
     history_start: date = date(2021, 1, 1),
+    history_partitions: str = "daily",
     on_row: Callable[[StageRow], None] = lambda _r: None,
 ) -> list[StageRow]:
     """Every selected stage for one generated day of about `events` events."""
@@ -679,7 +591,7 @@ def run_chain(
             finally:
                 _drop_chain(ctx)
     if "history_5y" in stages:
-        row = stage_history(history_rows, history_days, history_start)
+        row = stage_history(history_rows, history_days, history_start, history_partitions)
         out.append(row)
         on_row(row)
     return out
@@ -721,6 +633,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--history-days", type=int, default=1_826, help="Days of history (5 years)."
     )
     parser.add_argument("--history-start", type=date.fromisoformat, default=date(2021, 1, 1))
+    parser.add_argument(
+        "--history-partitions",
+        choices=["daily", "weekly", "monthly"],
+        default="daily",
+        help="Partitions of the history's estate (the one-day baseline is daily).",
+    )
     parser.add_argument("--json", type=Path, help="Also write the rows as a JSON list.")
     args = parser.parse_args(argv)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
@@ -739,6 +657,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             history_rows=args.history_rows,
             history_days=args.history_days,
             history_start=args.history_start,
+            history_partitions=args.history_partitions,
             on_row=lambda row: print(format_row(row), flush=True),
         )
     if args.json:

@@ -23,12 +23,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
 import psycopg
 
+from bench.common import ROWS_PER_SCALE
 from strangler.db.scratch import scratch_database
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.kafka import KafkaResource
@@ -36,18 +38,29 @@ from strangler.sample.seed import seed
 from strangler.settings import SAMPLE_SPEC, get_settings
 from strangler.stack.dagster_home import write_dagster_home
 
-ROWS_PER_SCALE = 5_900
 START = date(2021, 1, 1)
 
 
+@dataclass(frozen=True)
+class HistoryRun:
+    seconds: dict[str, float]
+    """Wall seconds per stage (`strangler migrate STAGE --from --to`)."""
+    events: int
+    """Events in the event store afterwards."""
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.seconds.values())
+
+
 @contextmanager
-def estate_spec(granularity: str) -> Iterator[Path]:
-    """The sample's spec, starting at START, with `estate.partitions` set."""
+def estate_spec(granularity: str, start: date = START) -> Iterator[Path]:
+    """The sample's spec, starting at `start`, with `estate.partitions` set."""
     with tempfile.TemporaryDirectory(prefix="bench-spec-") as folder:
         text = SAMPLE_SPEC.read_text()
         first = next(line for line in text.splitlines() if "first_partition:" in line)
         text = text.replace(
-            first, f"  first_partition: {START.isoformat()}\n  partitions: {granularity}"
+            first, f"  first_partition: {start.isoformat()}\n  partitions: {granularity}"
         )
         (Path(folder) / "analytics").symlink_to(SAMPLE_SPEC.parent / "analytics")
         path = Path(folder) / "strangler.yaml"
@@ -55,16 +68,19 @@ def estate_spec(granularity: str) -> Iterator[Path]:
         yield path
 
 
-def run(rows: int, days: int, granularity: str, stages: list[str]) -> dict[str, float]:
-    """Seconds per stage of `strangler migrate STAGE --from --to` over `days` days."""
+def run(
+    rows: int, days: int, granularity: str, stages: list[str], start: date = START
+) -> HistoryRun:
+    """Seconds per stage of `strangler migrate STAGE --from --to` over `days` days from
+    `start` (partitions of `granularity`), and the events migrated."""
     settings = get_settings()
     tag = uuid.uuid4().hex[:8]
-    end = START + timedelta(days=days - 1)
+    end = start + timedelta(days=days - 1)
     with (
         scratch_database(settings.postgres_url, prefix="benchy") as url,
         scratch_database(settings.postgres_url, prefix="benchyd") as dagster_url,
         tempfile.TemporaryDirectory(prefix="bench-home-") as strangler_home,
-        estate_spec(granularity) as spec,
+        estate_spec(granularity, start) as spec,
     ):
         with psycopg.connect(url) as conn:
             seed(
@@ -73,7 +89,7 @@ def run(rows: int, days: int, granularity: str, stages: list[str]) -> dict[str, 
                 days=days,
                 scale=rows / ROWS_PER_SCALE,
                 dirty_rate=0.01,
-                start_day=START,
+                start_day=start,
             )
             conn.commit()
         instance = settings.model_copy(
@@ -97,18 +113,21 @@ def run(rows: int, days: int, granularity: str, stages: list[str]) -> dict[str, 
             for stage in stages:
                 started = time.perf_counter()
                 done = subprocess.run(
-                    [cli, "migrate", stage, "--from", START.isoformat(), "--to", end.isoformat()],
+                    [cli, "migrate", stage, "--from", start.isoformat(), "--to", end.isoformat()],
                     env=env,
                     capture_output=True,
                     text=True,
                     check=False,
                 )
                 seconds[stage] = time.perf_counter() - started
+                print(f"  {stage} over {days} days: {seconds[stage]:.1f} s", flush=True)
                 if done.returncode:
                     raise RuntimeError(f"{stage}: {done.stdout[-2000:]} {done.stderr[-2000:]}")
         finally:
             _drop(tag)
-        return seconds
+        with psycopg.connect(url) as conn:
+            count = conn.execute("SELECT count(*) FROM eventstore.events").fetchone()
+        return HistoryRun(seconds, int(count[0]) if count else 0)
 
 
 def _drop(tag: str) -> None:
@@ -131,8 +150,8 @@ def main() -> None:
     parser.add_argument("--stages", default="events,kafka,clickhouse")
     args = parser.parse_args()
     stages = args.stages.split(",")
-    one_day = run(args.rows, 1, "daily", stages)
-    history = run(args.rows, args.days, args.partitions, stages)
+    one_day = run(args.rows, 1, "daily", stages).seconds
+    history = run(args.rows, args.days, args.partitions, stages).seconds
     print(f"{'stage':<12}{'one day s':>12}{'history s':>12}")
     for stage in stages:
         print(f"{stage:<12}{one_day[stage]:>12.1f}{history[stage]:>12.1f}")

@@ -27,6 +27,7 @@ from strangler.cli_errors import RunFailed
 from strangler.cli_options import FromOpt, PartitionOpt, ToOpt, days
 from strangler.preflight import Service, require
 from strangler.settings import get_settings
+from strangler.stack.dagster_home import event_batch_env
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -133,6 +134,7 @@ def launch(
 
     settings = get_settings()
     os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+    os.environ.update(event_batch_env())  # a range run's events written in batches
     run_config = {
         "ops": {asset.op.name: {"config": op_config}},
         "loggers": {"console": {"config": {"log_level": "INFO"}}},

@@ -26,6 +26,7 @@ import typer
 
 from strangler.cli_errors import UNAVAILABLE
 from strangler.settings import Settings, get_settings
+from strangler.stack.dagster_home import event_batch_env
 
 CODE_LOCATION = "strangler"
 """Same name as `code_location_name` in [tool.dagster], so URLs match `dagster dev`."""
@@ -213,6 +214,7 @@ def start_ui(
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
+        **event_batch_env(),
         **(extra_env or {}),
     }
     url = f"http://{host}:{port}"

@@ -71,9 +71,18 @@ def migrate_partitions(
     """Migrate the run's partitions: one, as always, or a range (a backfill run), one after
     the other in this run, each partition with its own materialization metadata."""
 
+    ranged = len(partition_keys) > 1
+    failing: Counter[str] = Counter()
+    """A range run's validation failures per rule (one warning for the run, not one per
+    partition: each log line is a Dagster event)."""
+    failing_partitions: list[str] = []
+
     def reported(outcome: PartitionOutcome) -> None:
         result = outcome.result
-        if result.failed:
+        if result.failed and ranged:
+            failing.update(result.failures_by_rule)
+            failing_partitions.append(outcome.partition_key)
+        elif result.failed:
             context.log.warning(
                 f"{result.failed} of {result.source_rows} rows of {outcome.partition_key} failed"
                 " validation: "
@@ -105,6 +114,12 @@ def migrate_partitions(
     )
     if len(outcomes) == 1:
         return dg.MaterializeResult(metadata=migration_metadata(outcomes[0].result))
+    if failing_partitions:
+        context.log.warning(
+            f"rows of {len(failing_partitions)} partitions failed validation: "
+            + ", ".join(f"{rule}={n}" for rule, n in sorted(failing.items()))
+            + " (each partition's count is in its metadata; see migration_state.failed_entities)"
+        )
     counts = Counter(o.outcome for o in outcomes)
     return dg.MaterializeResult(
         metadata={

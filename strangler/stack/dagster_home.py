@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 from strangler.settings import Settings
+
+EVENT_BATCH_SIZE = "1000"
+"""DAGSTER_EVENT_BATCH_SIZE where Strangler launches runs: a range run writes its planned events
+and per-partition materializations in batches of this many instead of one Postgres write (and
+connection) each; 0 turns batching off."""
+
+
+def event_batch_env() -> dict[str, str]:
+    """The env that makes Dagster batch a run's events (an operator's own value wins)."""
+    return {
+        "DAGSTER_EVENT_BATCH_SIZE": os.environ.get("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
+    }
 
 
 def dagster_storage_url(settings: Settings) -> str:
