@@ -4,16 +4,24 @@ Per topic and day: an idempotent, transactional producer (transactional.id = top
 a restarted run fences the dead one), key = aggregate id, headers = event id, type, schema
 version, occurred_at, partition day, source. Each transaction carries up to N records plus the
 new progress (see `relay_progress`); the day's offset ranges are then recorded in
-`kafka_offset_ranges`, replacing those of an earlier run.
+`kafka_offset_ranges`, replacing those of an earlier run, and the last position sent in
+`outbox_published` (a watermark per topic and partition key: rows at or below it are published).
+
+The outbox is read as the bytes Postgres sends (keys, headers and values go to Kafka as they
+are, never decoded to str and encoded again), by a reader thread that fetches the next batch
+while the worker produces the current one.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,6 +29,8 @@ from typing import Any
 import orjson
 import psycopg
 from confluent_kafka import KafkaError, KafkaException, Producer
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
 from psycopg.types.json import Jsonb
 from tenacity import (
     retry,
@@ -105,13 +115,32 @@ class TopicResult:
         }
 
 
-@dataclass
-class _Row:
-    position: int
-    key: str
-    headers: str
-    """JSON object of string headers, parsed only when the record is sent."""
-    value: str
+_Row = tuple[int, bytes, bytes, bytes]
+"""(position, message key, headers as a JSON object of strings, value): as fetched, no copy."""
+
+
+class _RawText(Loader):
+    """Text columns as the bytes Postgres sent: the records carry them unchanged."""
+
+    def load(self, data: Buffer) -> bytes:
+        return bytes(data)
+
+
+def mark_published(
+    conn: psycopg.Connection[Any],
+    topic: str,
+    partition_key: str,
+    last_position: int,
+    run_id: str | None = None,
+) -> None:
+    """Record that the outbox rows of `topic` in `partition_key` up to `last_position` are
+    published (the relay's committed progress: Kafka holds them, exactly once)."""
+    conn.execute(
+        "INSERT INTO migration_state.outbox_published (topic, partition_key, last_position, run_id)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT (topic, partition_key) DO UPDATE"
+        " SET last_position = EXCLUDED.last_position, published_at = now(), run_id = EXCLUDED.run_id",
+        (topic, partition_key, last_position, run_id),
+    )
 
 
 def transactional_id(topic: str, partition_key: str) -> str:
@@ -176,34 +205,67 @@ class DayRelay:
             run_key = f"{self.run_id}:{topic}"
             total = self._start_run(conn, run_key, topic, progress)
             try:
-                with psycopg.connect(self.conninfo) as reader, reader.cursor(name="relay") as cur:
-                    cur.itersize = self.options.batch_size
-                    cur.execute(_ROWS, (self.key, topic, progress.last_position))
-                    chunk: list[_Row] = []
-                    while rows := cur.fetchmany(self.options.batch_size):
-                        chunk.extend(_Row(int(r[0]), r[1], r[2], r[3]) for r in rows)
+                chunk: list[_Row] = []
+                with closing(self._read(topic, progress.last_position)) as batches:
+                    for rows in batches:
+                        chunk += rows
                         if len(chunk) >= self.options.transaction_size:
                             self._commit_chunk(conn, producer, topic, chunk, result)
                             self._progress_run(conn, run_key, result, total, started)
                             chunk = []
-                    if chunk:
-                        self._commit_chunk(conn, producer, topic, chunk, result)
+                if chunk:
+                    self._commit_chunk(conn, producer, topic, chunk, result)
             except BaseException as exc:
                 self._finish_run(conn, run_key, result, "failed", repr(exc))
                 raise
             result.duration_s = time.monotonic() - started
-            self._record_ranges(conn, topic, result)
-            conn.execute(
-                "UPDATE eventstore.outbox SET published_at = now() WHERE partition_key = %s AND topic = %s"
-                " AND position <= %s AND published_at IS NULL",
-                (self.key, topic, result.progress.last_position),
-            )
+            self._record_published(conn, topic, result)
             self._finish_run(conn, run_key, result, "succeeded", None)
         self.report(
             f"{topic} {self.key}: {result.published} events in {result.transactions} transactions, "
             f"{result.failed} failed, {result.rate:.0f} events/s"
         )
         return result
+
+    def _read(self, topic: str, after: int) -> Generator[list[_Row], None, None]:
+        """The topic's outbox rows after `after`, in batches fetched by a thread of their own.
+
+        Postgres renders the next batch while the caller produces this one; at most two
+        batches wait in between, so memory stays bounded by the batch size.
+        """
+        batches: queue.Queue[list[_Row] | BaseException | None] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def fetch() -> None:
+            try:
+                with psycopg.connect(self.conninfo) as reader:
+                    reader.adapters.register_loader("text", _RawText)
+                    with reader.cursor(name="relay") as cur:
+                        cur.itersize = self.options.batch_size
+                        cur.execute(_ROWS, (self.key, topic, after))
+                        while not stop.is_set() and (
+                            rows := cur.fetchmany(self.options.batch_size)
+                        ):
+                            batches.put(rows)
+                batches.put(None)
+            except BaseException as exc:  # handed to the consumer of the batches, raised there
+                batches.put(exc)
+
+        reader = threading.Thread(target=fetch, name=f"relay-read-{topic}", daemon=True)
+        reader.start()
+        try:
+            while (item := batches.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while reader.is_alive():
+                try:
+                    batches.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+            reader.join()
 
     def _commit_chunk(
         self,
@@ -227,14 +289,14 @@ class DayRelay:
         def attempt() -> None:
             if result.retries > retries_before:
                 committed = self._read_progress([topic]).get(topic, TopicProgress())
-                if committed.last_position >= chunk[-1].position:
+                if committed.last_position >= chunk[-1][0]:
                     result.progress = committed
                     return
             self._publish(
                 conn,
                 producer,
                 topic,
-                [r for r in chunk if r.position > result.progress.last_position],
+                [r for r in chunk if r[0] > result.progress.last_position],
                 result,
             )
 
@@ -266,33 +328,34 @@ class DayRelay:
 
         oversized: list[tuple[_Row, str]] = []
         sent_bytes = 0
-        common: list[tuple[str, str | bytes | None]] = [
-            ("partition_day", self.key.encode()),
-            ("source", SOURCE.encode()),
-        ]
+        common = [("partition_day", self.key), ("source", SOURCE)]
+        limit = self.options.message_max_bytes
+        produce = producer.produce
         try:
             producer.begin_transaction()
             for row in rows:
-                value = row.value.encode()
-                if len(value) + len(row.key) > self.options.message_max_bytes:
-                    oversized.append(
-                        (
-                            row,
-                            f"{len(value)} bytes > message.max.bytes {self.options.message_max_bytes}",
-                        )
-                    )
+                _position, key, header_json, value = row
+                if len(value) + len(key) > limit:
+                    oversized.append((row, f"{len(value)} bytes > message.max.bytes {limit}"))
                     continue
-                headers: list[tuple[str, str | bytes | None]] = [
-                    (k, str(v).encode()) for k, v in orjson.loads(row.headers).items()
-                ]
-                headers += common
-                self._produce(
-                    producer, topic, row.key.encode(), value, headers, on_delivery, oversized, row
-                )
-                sent_bytes += len(value)
+                # The stored headers are a JSON object of strings; the client encodes str as
+                # UTF-8, the bytes `str(v).encode()` gave.
+                headers = [*orjson.loads(header_json).items(), *common]
+                while True:
+                    try:
+                        produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+                        sent_bytes += len(value)
+                        break
+                    except BufferError:
+                        producer.poll(0.1)
+                    except KafkaException as exc:
+                        if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                            raise
+                        oversized.append((row, str(exc.args[0])))
+                        break
             if producer.flush(self.options.flush_timeout_s) > 0 or errors:
                 raise KafkaException(errors[0] if errors else KafkaError(KafkaError._TIMED_OUT))
-            progress = result.progress.advanced(rows[-1].position, delivered, len(delivered))
+            progress = result.progress.advanced(rows[-1][0], delivered, len(delivered))
             producer.produce(
                 self.progress_topic,
                 key=progress_key(topic, self.key).encode(),
@@ -309,31 +372,6 @@ class DayRelay:
         result.bytes += sent_bytes
         result.failed += len(oversized)
         result.transactions += 1
-
-    @staticmethod
-    def _produce(
-        producer: Producer,
-        topic: str,
-        key: bytes,
-        value: bytes,
-        headers: list[tuple[str, str | bytes | None]],
-        on_delivery: Callable[[KafkaError | None, Any], None],
-        oversized: list[tuple[_Row, str]],
-        row: _Row,
-    ) -> None:
-        while True:
-            try:
-                producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=on_delivery
-                )
-                return
-            except BufferError:
-                producer.poll(0.1)
-            except KafkaException as exc:
-                if exc.args[0].code() == KafkaError.MSG_SIZE_TOO_LARGE:
-                    oversized.append((row, str(exc.args[0])))
-                    return
-                raise
 
     @staticmethod
     def _abort(producer: Producer, cause: KafkaException) -> None:
@@ -404,13 +442,13 @@ class DayRelay:
                 (
                     MIGRATION,
                     self.key,
-                    str(row.position),
+                    str(row[0]),
                     f"{topic}: {why}",
                     Jsonb(
                         {
-                            "position": row.position,
-                            "key": row.key,
-                            "headers": orjson.loads(row.headers),
+                            "position": row[0],
+                            "key": row[1].decode(),
+                            "headers": orjson.loads(row[2]),
                         }
                     ),
                     self.run_id,
@@ -419,11 +457,14 @@ class DayRelay:
             ],
         )
 
-    def _record_ranges(
+    def _record_published(
         self, conn: psycopg.Connection[Any], topic: str, result: TopicResult
     ) -> None:
-        """Replace the day's ranges for this topic with what Kafka committed."""
+        """Replace the day's ranges for this topic with what Kafka committed, and move the
+        topic's watermark to the last position sent (one row, not one update per event)."""
         with conn.transaction():
+            if result.progress.last_position > 0:
+                mark_published(conn, topic, self.key, result.progress.last_position, self.run_id)
             conn.execute(
                 "DELETE FROM migration_state.kafka_offset_ranges WHERE topic = %s AND partition_key = %s",
                 (topic, self.key),

@@ -418,11 +418,14 @@ def migrate_range(
 def relay_pending(
     conn: psycopg.Connection[Any], keys: Sequence[str], topics: Sequence[str]
 ) -> list[str]:
-    """The partitions of a range that hold outbox rows of these topics not yet published
-    (one index probe per key): the others have nothing to relay, so a range relays only them."""
+    """The partitions of a range that hold outbox rows of these topics above their topic's
+    published watermark (one index probe per key and topic): the others have nothing to
+    relay, so a range relays only them."""
     rows = conn.execute(
-        "SELECT k FROM unnest(%s::text[]) AS k WHERE EXISTS (SELECT 1 FROM eventstore.outbox o"
-        " WHERE o.partition_key = k AND o.topic = ANY(%s) AND o.published_at IS NULL)",
+        "SELECT k FROM unnest(%s::text[]) AS k WHERE EXISTS (SELECT 1 FROM unnest(%s::text[]) AS t"
+        " WHERE EXISTS (SELECT 1 FROM eventstore.outbox o WHERE o.partition_key = k AND o.topic = t"
+        " AND o.position > coalesce((SELECT p.last_position FROM migration_state.outbox_published p"
+        " WHERE p.topic = t AND p.partition_key = k), 0)))",
         (list(keys), list(topics)),
     ).fetchall()
     return sorted(str(r[0]) for r in rows)

@@ -22,6 +22,12 @@ def progress_key(topic: str, partition_key: str) -> str:
     return f"{topic}|{partition_key}"
 
 
+def split_progress_key(key: str) -> tuple[str, str]:
+    """(topic, partition key) of a `progress_key`."""
+    topic, _, partition_key = key.rpartition("|")
+    return topic, partition_key
+
+
 @dataclass
 class TopicProgress:
     """How far one topic of one day is published: outbox position, count, offsets per partition."""

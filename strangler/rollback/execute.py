@@ -221,12 +221,11 @@ def _delete_postgres(targets: Targets, plan: Plan, result: ExecuteResult) -> Non
                 per[str(day)] += 1
             for day in plan.days:
                 result.add(RELAY, "postgres.kafka_offset_ranges", day, per.get(day, 0))
-            if EVENT_STORE not in services:
-                conn.execute(
-                    "UPDATE eventstore.outbox SET published_at = NULL"
-                    " WHERE partition_day::text = ANY(%s) AND topic = ANY(%s)",
-                    (plan.days, targets.topics),
-                )
+            conn.execute(
+                "DELETE FROM migration_state.outbox_published"
+                " WHERE partition_key = ANY(%s) AND topic = ANY(%s)",
+                (plan.days, targets.topics),
+            )
         if EVENT_STORE in services:
             for day in plan.days:
                 outbox = conn.execute(

@@ -12,6 +12,8 @@ from psycopg import sql
 from weaviate.classes.data import DataObject
 
 from strangler.analytics.swap import partition_id
+from strangler.migration.outbox_relay import mark_published
+from strangler.migration.relay_progress import split_progress_key
 from strangler.rollback.execute import RollbackRefused, _ensure_idle
 from strangler.rollback.services import ANALYTICS, RELAY, SEARCH
 from strangler.rollback.snapshot import (
@@ -95,6 +97,11 @@ def _restore_progress(targets: Targets, request_id: str) -> int:
         producer.produce(targets.progress_topic, key=key.encode(), value=json.dumps(value).encode())
     if producer.flush(60):
         raise RuntimeError("relay progress not restored: messages still pending")
+    # The outbox's published watermarks follow the restored progress (the relay's own rule).
+    with psycopg.connect(targets.postgres_conninfo) as conn:
+        for key, value in values.items():
+            topic, partition_key = split_progress_key(key)
+            mark_published(conn, topic, partition_key, int(value["last_position"]))
     return len(values)
 
 
@@ -217,12 +224,6 @@ def undo(targets: Targets, ref: str) -> UndoResult:
             )
     with psycopg.connect(targets.postgres_conninfo) as conn:
         result.restored.update(_restore_postgres(conn, request_id, services))
-        if RELAY in services and "event-store" not in services:
-            conn.execute(
-                "UPDATE eventstore.outbox o SET published_at = now() WHERE published_at IS NULL"
-                " AND partition_day::text = ANY(%s) AND topic = ANY(%s)",
-                (days, targets.topics),
-            )
         conn.commit()
     if RELAY in services:
         result.restored["kafka.relay_progress"] = _restore_progress(targets, request_id)

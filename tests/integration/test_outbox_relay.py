@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import subprocess
@@ -22,9 +23,15 @@ from confluent_kafka.admin import NewTopic
 from strangler.event_store.model import NewEvent
 from strangler.event_store.store import EventStore
 from strangler.migration.events import topic_for
-from strangler.migration.kafka_records import load_offset_ranges, read_ranges, watermarks
+from strangler.migration.kafka_records import (
+    SOURCE,
+    load_offset_ranges,
+    read_ranges,
+    watermarks,
+)
 from strangler.migration.outbox_relay import DayRelay, FatalRelayError, RelayOptions
 from strangler.migration.partition_run import PartitionMigration, RunOptions
+from strangler.migration.ranges import relay_pending
 from strangler.migration.topics import (
     ensure_topics,
     progress_topic_spec,
@@ -265,3 +272,89 @@ def test_broker_restart_mid_publish_converges(
     _relay(day_in_store, prefixed).run()
     counts = _kafka_ids(day_in_store, prefixed)
     assert counts == _outbox_ids(day_in_store)
+
+
+def _raw_records(
+    kafka: KafkaResource, topics: list[str]
+) -> dict[str, tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    """Every committed record of these topics: event_id header -> (key, value, headers)."""
+    consumer = kafka.consumer(f"raw-{uuid.uuid4().hex[:6]}")
+    found: dict[str, tuple[bytes, bytes, list[tuple[str, bytes]]]] = {}
+    try:
+        ends: dict[tuple[str, int], int] = {}
+        for topic in topics:
+            for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions:
+                low, high = watermarks(consumer, topic, p)
+                if high > low:
+                    ends[(topic, p)] = high
+        consumer.assign([TopicPartition(t, p, 0) for t, p in ends])
+        deadline = time.monotonic() + 60
+        while ends and time.monotonic() < deadline:
+            for msg in consumer.consume(num_messages=1_000, timeout=0.5):
+                assert msg.error() is None, msg.error()
+                headers = msg.headers() or []
+                found[dict(headers)["event_id"].decode()] = (msg.key(), msg.value(), headers)
+            for (t, p), high in list(ends.items()):
+                if consumer.position([TopicPartition(t, p)])[0].offset >= high:
+                    del ends[(t, p)]
+        assert not ends, f"topics not read to their end: {ends}"
+    finally:
+        consumer.close()
+    return found
+
+
+def test_records_are_the_outbox_rows_byte_for_byte(
+    day_in_store: str, prefixed: KafkaResource
+) -> None:
+    """Key, value and headers (in order) are exactly what the outbox holds: the value is the
+    stored envelope with the partition day, as Postgres renders it; the headers the stored ones
+    then partition_day and source."""
+    relay = _relay(day_in_store, prefixed, transaction_size=700, batch_size=300)
+    relay.run()
+    with psycopg.connect(day_in_store) as conn:
+        rows = conn.execute(
+            "SELECT event_id::text, topic, message_key, headers::text,"
+            " (payload || jsonb_build_object('partition_day', partition_key))::text, position"
+            " FROM eventstore.outbox WHERE partition_key = %s",
+            (DAY,),
+        ).fetchall()
+        marks = dict(
+            conn.execute(
+                "SELECT topic, last_position FROM migration_state.outbox_published"
+                " WHERE partition_key = %s",
+                (DAY,),
+            ).fetchall()
+        )
+        assert relay_pending(conn, [DAY], relay.topics) == []
+    records = _raw_records(prefixed, relay.topics)
+    assert len(records) == len(rows) > 0
+    for event_id, _topic, key, headers, value, _position in rows:
+        got_key, got_value, got_headers = records[event_id]
+        assert got_key == key.encode()
+        assert got_value == value.encode()
+        assert got_headers == [
+            *((k, str(v).encode()) for k, v in json.loads(headers).items()),
+            ("partition_day", DAY.encode()),
+            ("source", SOURCE.encode()),
+        ]
+    assert marks == {
+        topic: max(r[5] for r in rows if r[1] == topic) for topic in {r[1] for r in rows}
+    }
+    late = NewEvent(
+        event_id=uuid.uuid4(),
+        aggregate_type="Document",
+        aggregate_id="999998",
+        aggregate_version=1,
+        event_type="DocumentUploaded",
+        payload={"document_id": 999998, "customer_id": 1, "title": "late"},
+        occurred_at=datetime(2026, 3, 2, 12, tzinfo=UTC),
+        metadata={"partition_day": DAY},
+    )
+    with psycopg.connect(day_in_store) as conn:
+        EventStore(conn, topic_for=topic_for(current_spec(), prefixed.topic_prefix)).append_batch(
+            [late]
+        )
+        conn.commit()
+        assert relay_pending(conn, [DAY], relay.topics) == [DAY]
+        assert sum(r.published for r in _relay(day_in_store, prefixed).run()) == 1
+        assert relay_pending(conn, [DAY], relay.topics) == []

@@ -89,8 +89,9 @@ def stored(url: str, prefix: str) -> dict[str, object]:
 def relayed(url: str) -> dict[str, int]:
     with psycopg.connect(url) as conn:
         rows = conn.execute(
-            "SELECT partition_key, count(*) FROM eventstore.outbox WHERE published_at IS NOT NULL"
-            " GROUP BY 1"
+            "SELECT o.partition_key, count(*) FROM eventstore.outbox o"
+            " JOIN migration_state.outbox_published p USING (topic, partition_key)"
+            " WHERE o.position <= p.last_position GROUP BY 1"
         ).fetchall()
     return {str(k): int(n) for k, n in rows}
 
@@ -138,8 +139,10 @@ def test_shop_range_in_one_run(
         assert stored(ranged.estate_url, prefixed.topic_prefix) == stored(single.estate_url, "")
         with psycopg.connect(ranged.estate_url) as conn:
             unpublished = conn.execute(
-                "SELECT count(*) FROM eventstore.outbox WHERE published_at IS NULL"
-                " AND partition_key <> 'reference'"
+                "SELECT count(*) FROM eventstore.outbox o WHERE o.partition_key <> 'reference'"
+                " AND o.position > coalesce((SELECT p.last_position"
+                " FROM migration_state.outbox_published p"
+                " WHERE p.topic = o.topic AND p.partition_key = o.partition_key), 0)"
             ).fetchone()
         assert unpublished == (0,)
     finally:
