@@ -1,7 +1,6 @@
 """Kafka topics as daily-partitioned assets, published together from the outbox."""
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
@@ -12,6 +11,7 @@ from strangler.assets.monolith import OWNERS
 from strangler.assets.policies import freshness_policy
 from strangler.dagster_preview import range_backfills
 from strangler.migration.outbox_relay import DayRelay, RelayOptions, TopicResult
+from strangler.migration.range_relay import RangeRelay, lock_partitions
 from strangler.migration.ranges import relay_pending
 from strangler.migration.source import REFERENCE
 from strangler.migration.topics import domain_topic_specs, ensure_topics, progress_topic_spec
@@ -42,12 +42,6 @@ class OutboxRelayConfig(dg.Config):
     )
     transaction_size: int = Field(
         default=_settings.relay_transaction_size, ge=1, description="Events per Kafka transaction."
-    )
-    partitions_in_parallel: int = Field(
-        default=16,
-        ge=1,
-        description="In a range run, partitions relayed at the same time (each exactly once"
-        " with its own transactional producers).",
     )
 
 
@@ -112,12 +106,11 @@ def _relay_range(
     all_topics: list[str],
 ) -> Iterator[dg.MaterializeResult]:
     """A range run: only partitions with unpublished outbox rows are relayed (one query finds
-    them), `partitions_in_parallel` at a time, each with its own transactional producers, so
-    exactly once holds per partition as in a single run. A partition's cost is mostly waiting
-    on Kafka and Postgres round trips (about 0.66 s one by one; 200 sparse days took 26 s with
-    8 at a time, 16 s with 16); each partition of the range gets its own metadata, the
-    others say why they sent nothing. The first failure fails the run; partitions relayed
-    before it stay relayed (a re-run finds nothing left to send there)."""
+    them), all of them through one transactional producer per topic, with the progress of
+    every partition read in one scan (`RangeRelay`: exactly once per partition as in a single
+    run, at a fixed cost per range instead of per partition). Each partition of the range gets
+    its own metadata; the others say why they sent nothing. A failure fails the run; the
+    transactions committed before it stay (a re-run sends only what is left)."""
     selected = [key.path[-1] for key in context.selected_asset_keys]
     with psycopg.connect(postgres.conninfo(), autocommit=True) as conn:
         pending = relay_pending(conn, partition_keys, [kafka.topic(t) for t in selected])
@@ -126,23 +119,25 @@ def _relay_range(
         f" {len(partition_keys)} partitions hold events to publish"
     )
     progress_topic, drift = _ensure_topics(context, kafka, all_topics)
-    with ThreadPoolExecutor(max_workers=config.partitions_in_parallel) as pool:
-        futures = {
-            key: pool.submit(
-                _day_relay, context, config, postgres, kafka, key, selected, progress_topic
-            )
-            for key in pending
-        }
-        try:
-            relayed = {key: future.result() for key, future in futures.items()}
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    relayed: dict[str, list[TopicResult]] = {}
+    if pending:
+        relayed = RangeRelay(
+            postgres.conninfo(),
+            kafka,
+            pending,
+            [kafka.topic(t) for t in selected],
+            progress_topic,
+            run_id=context.run.run_id,
+            options=_relay_options(config),
+            report=context.log.info,
+            fenced_range=(partition_keys[0], partition_keys[-1]),
+        ).run()
     published = dict.fromkeys(selected, 0)
     for partition_key in partition_keys:
         results = relayed.get(partition_key)
         for index, name in enumerate(selected):
-            if results is None:
+            result = results[index] if results is not None else None
+            if result is None or not (result.published or result.failed or result.would_send):
                 metadata: dict[str, Any] = {
                     "dry_run": config.dry_run,
                     "events_published": 0,
@@ -150,10 +145,10 @@ def _relay_range(
                 }
             else:
                 metadata = {
-                    **_topic_metadata(config, results[index], drift),
-                    "outcome": "published",
+                    **_topic_metadata(config, result, drift),
+                    "outcome": "dry run" if config.dry_run else "published",
                 }
-                published[name] += results[index].published
+                published[name] += result.published
             context.add_asset_metadata(
                 metadata, asset_key=kafka_topic_key(name), partition_key=partition_key
             )
@@ -167,6 +162,17 @@ def _relay_range(
                 "range_events_published": published[name],
             },
         )
+
+
+def _relay_options(config: OutboxRelayConfig) -> RelayOptions:
+    return RelayOptions(
+        dry_run=config.dry_run,
+        workers=config.workers,
+        batch_size=config.batch_size,
+        transaction_size=config.transaction_size,
+        message_max_bytes=get_settings().kafka_message_max_bytes,
+        code_version=CODE_VERSION,
+    )
 
 
 def _ensure_topics(
@@ -202,23 +208,19 @@ def _day_relay(
     selected: list[str],
     progress_topic: str,
 ) -> list[TopicResult]:
-    return DayRelay(
-        postgres.conninfo(),
-        kafka,
-        partition_key,
-        [kafka.topic(t) for t in selected],
-        progress_topic,
-        run_id=context.run.run_id,
-        options=RelayOptions(
-            dry_run=config.dry_run,
-            workers=config.workers,
-            batch_size=config.batch_size,
-            transaction_size=config.transaction_size,
-            message_max_bytes=get_settings().kafka_message_max_bytes,
-            code_version=CODE_VERSION,
-        ),
-        report=context.log.info,
-    ).run()
+    """One partition, holding its relay lock (a range run of it waits, and the other way)."""
+    with psycopg.connect(postgres.conninfo(), autocommit=True) as lock:
+        lock_partitions(lock, [partition_key])
+        return DayRelay(
+            postgres.conninfo(),
+            kafka,
+            partition_key,
+            [kafka.topic(t) for t in selected],
+            progress_topic,
+            run_id=context.run.run_id,
+            options=_relay_options(config),
+            report=context.log.info,
+        ).run()
 
 
 def _topic_metadata(
