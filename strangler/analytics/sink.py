@@ -9,7 +9,9 @@ and view tables and swaps P into every table (swap.PartitionSwap). Then the cons
 offsets are committed and the bookkeeping recorded (set-based, tracking.ServiceTracker).
 
 One ClickHouse client serves the whole load (with the embedded engine each open costs a
-fraction of a second and holds the cross-process lock; other processes wait their turn).
+fraction of a second and holds the cross-process lock; other processes wait their turn). The
+first partition's Kafka read starts before that client is opened: the engine's start and the
+schema check overlap the read of the first batch.
 Guarantees: P's tables change only in the swap (atomic per table), a re-run gives the same
 rows (event ids deduplicated, no ingestion time), read_committed readers see no aborted
 records, and a killed run leaves twins that the next run of P drops first.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import time
 from array import array
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date
@@ -247,6 +249,54 @@ def _kafka_batches(
         consumer.unassign()
 
 
+@dataclass(frozen=True, slots=True)
+class _ReadAhead:
+    """A partition's Kafka read whose first batch is being read by a worker thread."""
+
+    key: str
+    ranges: list[OffsetRange]
+    batches: Iterator[pa.Table]
+    first: Future[pa.Table | None]
+
+    def resumed(self) -> Iterator[pa.Table]:
+        """The read's batches, the one read ahead first."""
+        table = self.first.result()
+        if table is None:
+            return
+        yield table
+        yield from self.batches
+
+    def close(self) -> None:
+        """Wait for the worker, then end the read (unassigns the consumer)."""
+        wait([self.first])
+        close = getattr(self.batches, "close", None)
+        if close is not None:
+            close()
+
+
+def _read_ahead(
+    pool: ThreadPoolExecutor,
+    consumer: Consumer,
+    pg: psycopg.Connection[Any],
+    key: str,
+    topics: Sequence[str],
+    options: SinkOptions,
+) -> _ReadAhead | None:
+    """Start reading the partition's first batch from Kafka (None: nothing to read there)."""
+    ranges = load_offset_ranges(pg, key, topics)
+    if not any(r.end_offset > r.start_offset for r in ranges):
+        return None
+    batches = _kafka_batches(
+        consumer,
+        ranges,
+        key,
+        batch_rows=options.insert_batch_rows,
+        read_batch=options.read_batch,
+        idle_timeout_s=options.idle_timeout_s,
+    )
+    return _ReadAhead(key, ranges, batches, pool.submit(next, batches, None))
+
+
 _STORE_QUERY = """
 SELECT (o.payload || jsonb_build_object('partition_day', o.partition_key))::text, o.topic
 FROM eventstore.outbox o
@@ -372,16 +422,20 @@ def load_partitions(
             service_version(options.code_version),
             track_events=options.track_events,
         )
+        consumer: Consumer | None = None
+        ahead: _ReadAhead | None = None
         try:
-            with clickhouse() as client:
-                rebuilt = tuple(apply_schema(client, options.ddl, schema))
-                wanted = (
-                    _partitions_to_load(pg, client, options.ddl, keys, stream_types, topics)
-                    if skip_empty
-                    else set(keys)
-                )
-                consumer = consumer_factory(options.consumer_group, **BULK_READ)
-                try:
+            consumer = consumer_factory(options.consumer_group, **BULK_READ)
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as pool:
+                if keys:
+                    ahead = _read_ahead(pool, consumer, pg, keys[0], topics, options)
+                with clickhouse() as client:
+                    rebuilt = tuple(apply_schema(client, options.ddl, schema))
+                    wanted = (
+                        _partitions_to_load(pg, client, options.ddl, keys, stream_types, topics)
+                        if skip_empty
+                        else set(keys)
+                    )
                     for key in keys:
                         if key not in wanted:
                             results.append(_nothing(key, schema))
@@ -402,12 +456,17 @@ def load_partitions(
                                 rebuilt=rebuilt if not results else (),
                                 # the first partition's time includes the run's setup
                                 started=None if results else run_started,
+                                ahead=ahead if ahead is not None and ahead.key == key else None,
                             )
                         )
-                finally:
-                    consumer.close()
         finally:
-            tracker.close()
+            try:
+                if ahead is not None:
+                    ahead.close()
+            finally:
+                if consumer is not None:
+                    consumer.close()
+                tracker.close()
     return results
 
 
@@ -444,13 +503,15 @@ def _load_one(
     log: Callable[[str], None],
     rebuilt: tuple[str, ...],
     started: float | None = None,
+    ahead: _ReadAhead | None = None,
 ) -> DayResult:
-    """Land and swap one partition through the run's open client, consumer and tracker."""
+    """Land and swap one partition through the run's open client, consumer and tracker
+    (`ahead`: its Kafka read, already started)."""
     started = time.monotonic() if started is None else started
     swap = PartitionSwap(key, options.ddl, schema)
     tracker.health("healthy", {"phase": "starting", "partition_key": key})
     try:
-        ranges = load_offset_ranges(pg, key, topics)
+        ranges = ahead.ranges if ahead is not None else load_offset_ranges(pg, key, topics)
         source: Source = (
             "kafka" if any(r.end_offset > r.start_offset for r in ranges) else "event_store"
         )
@@ -460,6 +521,8 @@ def _load_one(
         swap.prepare(client)
 
         def batches(source: Source) -> Iterator[pa.Table]:
+            if source == "kafka" and ahead is not None:
+                return ahead.resumed()
             if source == "kafka":
                 return _kafka_batches(
                     consumer,

@@ -1,10 +1,13 @@
 """Replace one partition of every analytics table atomically: staging twins + REPLACE PARTITION.
 
-Partition P (a day 'YYYY-MM-DD', 'reference', or any other partition key) lands first as raw
-Kafka record values in a landing twin (`events__land_<P>`): no decoding in Python. When every
-record is there, ClickHouse extracts the typed columns from the JSON envelopes, keeps P's
-records only and one row per event id (Kafka may hold an event twice), and writes them into the
-events twin (`events__stage_<P>`). The current-state tables, the derived tables and the
+Partition P (a day 'YYYY-MM-DD', 'reference', or any other partition key) arrives as batches
+of raw Kafka record values: no decoding in Python. ClickHouse extracts the typed columns from
+the JSON envelopes, keeps P's records only and writes them into the events twin
+(`events__stage_<P>`), then keeps one row per event id (Kafka may hold an event twice). With
+the embedded engine a batch goes to ClickHouse as an Arrow stream file that the extracting
+INSERT reads directly (`file()`), so the raw values are never stored; a server gets the batch
+over the wire into a landing twin (`events__land_<P>`) and extracts from it once every record
+is there. The current-state tables, the derived tables and the
 materialized-view targets are then rebuilt for P from the staged events (partition operations
 do not fire views), each into its own twin, and each live table takes P with one `ALTER TABLE
 ... REPLACE PARTITION ... FROM twin`: a metadata operation that readers see entirely before or
@@ -20,14 +23,17 @@ half-written or doubled.
 
 from __future__ import annotations
 
+import os
 import re
 import struct
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.ipc
 
 from strangler.analytics.ddl import (
     DdlOptions,
@@ -61,6 +67,16 @@ _ENVELOPE = (
 (the relay sets it to the key, days or not)."""
 
 
+_LANDING_STRUCTURE = "value String, kafka_topic String, kafka_partition Int32, kafka_offset Int64"
+"""LANDING_SCHEMA as ClickHouse reads it from an Arrow stream file."""
+
+
+def reads_local_files(client: object) -> bool:
+    """True for the embedded engine (chdb): it runs in this process and reads this machine's
+    files, so a batch can reach it as a file instead of an insert."""
+    return str(getattr(client, "uri", "")).startswith("chdb:")
+
+
 class SwapClient(Protocol):
     def command(self, cmd: str, parameters: Any = None) -> Any: ...
 
@@ -78,6 +94,10 @@ class SwapStats:
     """Records landed (every record of the read ranges, P's and others')."""
     other_partitions: int = 0
     """Landed records of other partitions (a range may hold a late edit of another day)."""
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def partition_key_of(key: str | date) -> str:
@@ -151,6 +171,9 @@ class PartitionSwap:
         self.landing = f"{EVENTS_TABLE}__land_{suffix}"
         if EVENTS_TABLE not in self.schema.loaded_tables:
             raise ValueError("the schema has no loaded `events` table")
+        self.direct = False
+        """Batches are extracted straight from Arrow files (no landing twin); set by prepare."""
+        self._landed = 0
 
     def _staged(self, table: str) -> str:
         return self.options.table(self.staging[table])
@@ -159,18 +182,50 @@ class PartitionSwap:
         """Fresh, empty twins (left-overs of a killed run of P are dropped first)."""
         self.discard(client, only_present=True)
         o = self.options
-        client.command(
-            f"CREATE TABLE {o.table(self.landing)}{o.on_cluster} (value String,"
-            " kafka_topic LowCardinality(String), kafka_partition Int32, kafka_offset Int64)"
-            f" ENGINE = {o.engine('MergeTree')} ORDER BY tuple()"
-        )
+        self.direct = reads_local_files(client)
+        self._landed = 0
+        if not self.direct:
+            client.command(
+                f"CREATE TABLE {o.table(self.landing)}{o.on_cluster} (value String,"
+                " kafka_topic LowCardinality(String), kafka_partition Int32, kafka_offset Int64)"
+                f" ENGINE = {o.engine('MergeTree')} ORDER BY tuple()"
+            )
         for table, twin in self.staging.items():
             for stmt in staging_table_sql(self.schema, table, twin, self.options):
                 client.command(stmt)
 
     def land(self, client: SwapClient, records: pa.Table) -> None:
-        """Append raw records (LANDING_SCHEMA) to the landing twin."""
-        client.insert_arrow(self.options.table(self.landing), records)
+        """Hand ClickHouse a batch of raw records (LANDING_SCHEMA): extracted into the events
+        twin at once (embedded engine) or appended to the landing twin (server)."""
+        if not self.direct:
+            client.insert_arrow(self.options.table(self.landing), records)
+            return
+        fd, path = tempfile.mkstemp(prefix=f"strangler-{self.landing}-", suffix=".arrows")
+        try:
+            with os.fdopen(fd, "wb") as sink, pa.ipc.new_stream(sink, records.schema) as writer:
+                writer.write_table(records)
+            self._extract(client, f"file({_quoted(path)}, 'ArrowStream', '{_LANDING_STRUCTURE}')")
+        finally:
+            os.unlink(path)
+        self._landed += records.num_rows
+
+    def _extract(self, client: SwapClient, source: str) -> None:
+        """Typed events of P from raw records (`source`: a table or table function)."""
+        client.command(
+            f"INSERT INTO {self._staged(EVENTS_TABLE)} (partition_key, occurred_at, event_id,"
+            " event_type, schema_version, aggregate_type, aggregate_id, aggregate_version,"
+            " position, source_table, source_id, payload, kafka_topic, kafka_partition,"
+            " kafka_offset)"
+            " SELECT e.partition_day, parseDateTime64BestEffort(e.occurred_at, 6, 'UTC'),"
+            " assumeNotNull(e.event_id), e.event_type, e.schema_version, e.aggregate_type,"
+            " e.aggregate_id, e.aggregate_version, e.position, e.metadata.source_table,"
+            " e.metadata.source_id, e.payload, kafka_topic,"
+            " kafka_partition, kafka_offset"
+            f" FROM (SELECT JSONExtract(value, '{_ENVELOPE}') AS e, kafka_topic,"
+            f" kafka_partition, kafka_offset FROM {source})"
+            " WHERE e.partition_day = {key:String} AND e.event_id IS NOT NULL",
+            parameters={"key": self.key},
+        )
 
     def _count(self, client: SwapClient, table: str) -> int:
         result = client.query(
@@ -185,24 +240,13 @@ class PartitionSwap:
         Each envelope is parsed once. Duplicates (a republished partition) are rare, so they
         are looked for in the typed twin (a columnar count) and only then removed, keeping the
         copy read first (lowest offset)."""
-        landing = self.options.table(self.landing)
         staged = self._staged(EVENTS_TABLE)
-        ((landed,),) = client.query(f"SELECT count() FROM {landing}").result_rows
-        client.command(
-            f"INSERT INTO {staged} (partition_key, occurred_at, event_id,"
-            " event_type, schema_version, aggregate_type, aggregate_id, aggregate_version,"
-            " position, source_table, source_id, payload, kafka_topic, kafka_partition,"
-            " kafka_offset)"
-            " SELECT e.partition_day, parseDateTime64BestEffort(e.occurred_at, 6, 'UTC'),"
-            " assumeNotNull(e.event_id), e.event_type, e.schema_version, e.aggregate_type,"
-            " e.aggregate_id, e.aggregate_version, e.position, e.metadata.source_table,"
-            " e.metadata.source_id, e.payload, kafka_topic,"
-            " kafka_partition, kafka_offset"
-            f" FROM (SELECT JSONExtract(value, '{_ENVELOPE}') AS e, kafka_topic,"
-            f" kafka_partition, kafka_offset FROM {landing})"
-            " WHERE e.partition_day = {key:String} AND e.event_id IS NOT NULL",
-            parameters={"key": self.key},
-        )
+        if self.direct:
+            landed = self._landed
+        else:
+            landing = self.options.table(self.landing)
+            ((landed,),) = client.query(f"SELECT count() FROM {landing}").result_rows
+            self._extract(client, landing)
         total, unique = client.query(
             f"SELECT count(), uniqExact(event_id) FROM {staged}"
         ).result_rows[0]
