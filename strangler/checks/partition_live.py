@@ -56,6 +56,63 @@ def partition_liveness(instance: dg.DagsterInstance, key: dg.AssetKey, partition
     )
 
 
+_PAGE = 1_000
+
+
+def _newest_per_partition(
+    fetch: Any, key: dg.AssetKey, partitions: list[str], keep: Any
+) -> dict[str, Any]:
+    """The newest record `keep` accepts of each partition, paging through the asset's records
+    of all the partitions at once (newest first) until each has one or none are left."""
+    found: dict[str, Any] = {}
+    cursor: str | None = None
+    while len(found) < len(partitions):
+        page = fetch(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=partitions),
+            limit=_PAGE,
+            cursor=cursor,
+        )
+        for record in page.records:
+            partition = record.partition_key
+            if partition is not None and partition not in found and keep(record):
+                found[partition] = record
+        if not page.has_more:
+            break
+        cursor = page.cursor
+    return found
+
+
+def _is_mark(record: Any) -> bool:
+    observation = record.asset_observation
+    return observation is not None and ROLLED_BACK in observation.metadata
+
+
+def range_liveness(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partitions: list[str]
+) -> dict[str, Liveness]:
+    """`partition_liveness` of many partitions of one asset with a few paged queries (a range
+    run's check: one query per partition and asset costs seconds over years of partitions)."""
+    materialized = _newest_per_partition(
+        instance.fetch_materializations, key, partitions, lambda _r: True
+    )
+    marked = _newest_per_partition(instance.fetch_observations, key, partitions, _is_mark)
+    out: dict[str, Liveness] = {}
+    for partition in partitions:
+        record = marked.get(partition)
+        mark = None
+        if record is not None:
+            metadata = record.asset_observation.metadata
+            rollback_id = metadata.get(ROLLBACK_ID)
+            mark = RollbackMark(
+                timestamp=record.timestamp,
+                rolled_back=bool(metadata[ROLLED_BACK].value),
+                rollback_id=str(rollback_id.value) if rollback_id is not None else None,
+            )
+        made = materialized.get(partition)
+        out[partition] = liveness(made.timestamp if made is not None else None, mark)
+    return out
+
+
 def live_evaluation(key: dg.AssetKey, partition: str, state: Liveness) -> dg.AssetCheckEvaluation:
     """The check's result as an event a job or sensor logs (rollback, undo)."""
     return dg.AssetCheckEvaluation(
@@ -89,14 +146,14 @@ def build_partition_live(spec: EstateSpec) -> dg.AssetChecksDefinition:
     def partition_live(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
         keys = run_partition_keys(context)
         if len(keys) > 1:  # a range run: each partition's result under its own partition
+            states = {
+                check_key.asset_key: range_liveness(context.instance, check_key.asset_key, keys)
+                for check_key in context.selected_asset_check_keys
+            }
             log_check_evaluations(
                 context,
                 [
-                    live_evaluation(
-                        check_key.asset_key,
-                        key,
-                        partition_liveness(context.instance, check_key.asset_key, key),
-                    )
+                    live_evaluation(check_key.asset_key, key, states[check_key.asset_key][key])
                     for key in keys
                     for check_key in sorted(context.selected_asset_check_keys, key=str)
                 ],
