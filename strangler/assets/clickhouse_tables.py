@@ -6,6 +6,8 @@ table and the user's analytics tables at once, reporting each table as its own a
 data (partition key `reference`) is its own unpartitioned asset, loaded and swapped as a whole.
 """
 
+import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +15,7 @@ import dagster as dg
 from pydantic import Field
 
 from strangler.analytics.ddl import DdlOptions, Schema, build_schema, validate_identifier
+from strangler.analytics.range_load import load_range
 from strangler.analytics.sink import CONSUMER_GROUP, DayResult, SinkOptions, load_partitions
 from strangler.analytics.state import state_table
 from strangler.assets.monolith import OWNERS
@@ -25,6 +28,8 @@ from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
 from strangler.settings import get_settings
 from strangler.spec import EstateSpec, current_spec
+
+log = logging.getLogger(__name__)
 
 CODE_VERSION = "2"
 GROUP = "clickhouse"
@@ -89,7 +94,9 @@ def _load(
     ddl = DdlOptions(
         database=validate_identifier(config.database, "database name"), cluster=config.cluster
     )
-    results = load_partitions(
+    ranged = len(keys) > 1
+    started = time.monotonic()
+    results = (load_range if ranged else load_partitions)(
         keys,
         clickhouse=clickhouse.client,
         postgres_conninfo=postgres.conninfo(),
@@ -104,9 +111,16 @@ def _load(
             idle_timeout_s=config.idle_timeout_s,
             track_events=config.track_events,
         ),
-        log=context.log.info,
-        skip_empty=len(keys) > 1,
+        # a range run's per-batch lines go to the process log: each Dagster log line is an
+        # event written to the instance, thousands of them over years of partitions
+        log=log.debug if ranged else context.log.info,
     )
+    if ranged:
+        loaded = [r for r in results if r.source != "nothing"]
+        context.log.info(
+            f"range {keys[0]}..{keys[-1]}: {len(loaded)} of {len(keys)} partitions loaded,"
+            f" {sum(r.events_read for r in loaded)} events, {time.monotonic() - started:.1f} s"
+        )
     for result in results:
         if result.fallback_reason:
             context.log.warning(
