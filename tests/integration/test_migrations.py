@@ -29,6 +29,7 @@ ALL = [
     "020_rollback_snapshots",
     "021_partition_keys",
     "022_source_columns",
+    "023_outbox_published",
 ]
 SCHEMAS = ("monolith", "eventstore", "microservices", "migration_state", "rollback_snapshots")
 TABLES = {
@@ -45,6 +46,7 @@ TABLES = {
         "consistency_reports",
         "rollback_snapshots",
         "source_columns",
+        "outbox_published",
     },
 }
 
@@ -110,6 +112,9 @@ def test_migrate_status_rollback_all_and_migrate_again(scratch_url: str) -> None
     assert migrate(scratch_url) == []
 
     assert rollback(scratch_url) == [ALL[-1]]
+    assert "outbox_published" not in _tables(scratch_url)["migration_state"]
+    assert "published_at" in _columns(scratch_url, "eventstore", "outbox")
+    assert rollback(scratch_url) == ["022_source_columns"]
     assert "source_columns" not in _tables(scratch_url)["migration_state"]
     assert rollback(scratch_url) == ["021_partition_keys"]
     assert "partition_key" not in _columns(scratch_url, "eventstore", "events")
