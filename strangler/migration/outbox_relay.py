@@ -119,11 +119,44 @@ _Row = tuple[int, bytes, bytes, bytes]
 """(position, message key, headers as a JSON object of strings, value): as fetched, no copy."""
 
 
-class _RawText(Loader):
+class RawText(Loader):
     """Text columns as the bytes Postgres sent: the records carry them unchanged."""
 
     def load(self, data: Buffer) -> bytes:
         return bytes(data)
+
+
+def record_oversized(
+    conn: psycopg.Connection[Any],
+    topic: str,
+    run_id: str,
+    oversized: Sequence[tuple[str, int, bytes, bytes, str]],
+) -> None:
+    """Outbox rows Kafka would refuse as too large, as failed entities (partition key, position,
+    message key, headers, why); a re-run counts another occurrence instead of a new row."""
+    if not oversized:
+        return
+    conn.cursor().executemany(
+        "INSERT INTO migration_state.failed_entities"
+        " (migration, partition_key, source_table, source_key, rule, reason, payload, run_id)"
+        " VALUES (%s, %s, 'eventstore.outbox', %s, 'message_too_large', %s, %s, %s)"
+        " ON CONFLICT (migration, source_table, source_key, rule) DO UPDATE SET"
+        " reason = EXCLUDED.reason, occurrences = failed_entities.occurrences + 1,"
+        " last_seen_at = now(), run_id = EXCLUDED.run_id",
+        [
+            (
+                MIGRATION,
+                partition_key,
+                str(position),
+                f"{topic}: {why}",
+                Jsonb(
+                    {"position": position, "key": key.decode(), "headers": orjson.loads(headers)}
+                ),
+                run_id,
+            )
+            for partition_key, position, key, headers, why in oversized
+        ],
+    )
 
 
 def mark_published(
@@ -239,7 +272,7 @@ class DayRelay:
         def fetch() -> None:
             try:
                 with psycopg.connect(self.conninfo) as reader:
-                    reader.adapters.register_loader("text", _RawText)
+                    reader.adapters.register_loader("text", RawText)
                     with reader.cursor(name="relay") as cur:
                         cur.itersize = self.options.batch_size
                         cur.execute(_ROWS, (self.key, topic, after))
@@ -430,31 +463,11 @@ class DayRelay:
     def _record_failures(
         self, conn: psycopg.Connection[Any], topic: str, oversized: list[tuple[_Row, str]]
     ) -> None:
-        if not oversized:
-            return
-        conn.cursor().executemany(
-            "INSERT INTO migration_state.failed_entities"
-            " (migration, partition_key, source_table, source_key, rule, reason, payload, run_id)"
-            " VALUES (%s, %s, 'eventstore.outbox', %s, 'message_too_large', %s, %s, %s)"
-            " ON CONFLICT (migration, source_table, source_key, rule) DO UPDATE SET reason = EXCLUDED.reason,"
-            " occurrences = failed_entities.occurrences + 1, last_seen_at = now(), run_id = EXCLUDED.run_id",
-            [
-                (
-                    MIGRATION,
-                    self.key,
-                    str(row[0]),
-                    f"{topic}: {why}",
-                    Jsonb(
-                        {
-                            "position": row[0],
-                            "key": row[1].decode(),
-                            "headers": orjson.loads(row[2]),
-                        }
-                    ),
-                    self.run_id,
-                )
-                for row, why in oversized
-            ],
+        record_oversized(
+            conn,
+            topic,
+            self.run_id,
+            [(self.key, row[0], row[1], row[2], why) for row, why in oversized],
         )
 
     def _record_published(

@@ -34,9 +34,6 @@ from typing import Any
 import orjson
 import psycopg
 from confluent_kafka import KafkaError, KafkaException, Producer
-from psycopg.abc import Buffer
-from psycopg.adapt import Loader
-from psycopg.types.json import Jsonb
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 from strangler.migration import run_log
@@ -45,10 +42,12 @@ from strangler.migration.kafka_records import SOURCE
 from strangler.migration.outbox_relay import (
     MIGRATION,
     FatalRelayError,
+    RawText,
     RelayOptions,
     RetriableRelayError,
     TopicResult,
     mark_published,
+    record_oversized,
 )
 from strangler.migration.relay_progress import (
     TopicProgress,
@@ -88,13 +87,6 @@ JOIN eventstore.outbox o ON o.partition_key = w.k AND o.topic = %s AND o.positio
 
 _Row = tuple[str, int, bytes, bytes, bytes]
 """(partition key, position, message key, headers as a JSON object of strings, value)."""
-
-
-class _RawText(Loader):
-    """Text columns as the bytes Postgres sent (the records carry them unchanged)."""
-
-    def load(self, data: Buffer) -> bytes:
-        return bytes(data)
 
 
 def lock_partitions(conn: psycopg.Connection[Any], partition_keys: Sequence[str]) -> None:
@@ -203,7 +195,7 @@ class RangeRelay:
             published = failed = 0
             try:
                 with psycopg.connect(self.conninfo) as reader:
-                    reader.adapters.register_loader("text", _RawText)
+                    reader.adapters.register_loader("text", RawText)
                     with reader.cursor(name="range_relay") as cur:
                         cur.itersize = self.options.batch_size
                         cur.execute(_ROWS, (self.keys, after, topic))
@@ -423,32 +415,11 @@ class RangeRelay:
     def _record_failures(
         self, conn: psycopg.Connection[Any], topic: str, oversized: list[tuple[_Row, str]]
     ) -> None:
-        if not oversized:
-            return
-        conn.cursor().executemany(
-            "INSERT INTO migration_state.failed_entities"
-            " (migration, partition_key, source_table, source_key, rule, reason, payload, run_id)"
-            " VALUES (%s, %s, 'eventstore.outbox', %s, 'message_too_large', %s, %s, %s)"
-            " ON CONFLICT (migration, source_table, source_key, rule) DO UPDATE SET"
-            " reason = EXCLUDED.reason, occurrences = failed_entities.occurrences + 1,"
-            " last_seen_at = now(), run_id = EXCLUDED.run_id",
-            [
-                (
-                    MIGRATION,
-                    row[0],
-                    str(row[1]),
-                    f"{topic}: {why}",
-                    Jsonb(
-                        {
-                            "position": row[1],
-                            "key": row[2].decode(),
-                            "headers": orjson.loads(row[3]),
-                        }
-                    ),
-                    self.run_id,
-                )
-                for row, why in oversized
-            ],
+        record_oversized(
+            conn,
+            topic,
+            self.run_id,
+            [(row[0], row[1], row[2], row[3], why) for row, why in oversized],
         )
 
     def _record_published(
