@@ -44,7 +44,6 @@ from strangler.analytics.sink import (
     service_version,
 )
 from strangler.analytics.swap import (
-    _ENVELOPE,
     EVENTS_TABLE,
     PartitionStorage,
     PartitionSwap,
@@ -69,23 +68,12 @@ class GroupSwap(PartitionSwap):
         # the twins are named after the group (a key-like name, never a real partition key)
         super().__init__(f"g{self.keys[0]}-{self.keys[-1]}".replace("-", ""), options, schema)
 
-    def _extract(self, client: Any, source: str) -> None:
-        """Typed events of the group's partitions from raw records."""
-        client.command(
-            f"INSERT INTO {self._staged(EVENTS_TABLE)} (partition_key, occurred_at, event_id,"
-            " event_type, schema_version, aggregate_type, aggregate_id, aggregate_version,"
-            " position, source_table, source_id, payload, kafka_topic, kafka_partition,"
-            " kafka_offset)"
-            " SELECT e.partition_day, parseDateTime64BestEffort(e.occurred_at, 6, 'UTC'),"
-            " assumeNotNull(e.event_id), e.event_type, e.schema_version, e.aggregate_type,"
-            " e.aggregate_id, e.aggregate_version, e.position, e.metadata.source_table,"
-            " e.metadata.source_id, e.payload, kafka_topic,"
-            " kafka_partition, kafka_offset"
-            f" FROM (SELECT JSONExtract(value, '{_ENVELOPE}') AS e, kafka_topic,"
-            f" kafka_partition, kafka_offset FROM {source})"
-            " WHERE has({keys:Array(String)}, e.partition_day) AND e.event_id IS NOT NULL",
-            parameters={"keys": self.keys},
-        )
+    def _kept_partitions(self) -> str:
+        """The records of the group's partitions."""
+        return "has({keys:Array(String)}, e.partition_day)"
+
+    def _kept_parameters(self) -> dict[str, Any]:
+        return {"keys": self.keys}
 
     def _dedupe(self, client: Any) -> None:
         """One row per event id in the events twin (the twin refilled from a deduplicated

@@ -223,9 +223,16 @@ class PartitionSwap:
             " kafka_partition, kafka_offset"
             f" FROM (SELECT JSONExtract(value, '{_ENVELOPE}') AS e, kafka_topic,"
             f" kafka_partition, kafka_offset FROM {source})"
-            " WHERE e.partition_day = {key:String} AND e.event_id IS NOT NULL",
-            parameters={"key": self.key},
+            f" WHERE {self._kept_partitions()} AND e.event_id IS NOT NULL",
+            parameters=self._kept_parameters(),
         )
+
+    def _kept_partitions(self) -> str:
+        """The extraction's filter on `e.partition_day`: the records of P only."""
+        return "e.partition_day = {key:String}"
+
+    def _kept_parameters(self) -> dict[str, Any]:
+        return {"key": self.key}
 
     def _count(self, client: SwapClient, table: str) -> int:
         result = client.query(
