@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -46,7 +46,6 @@ from strangler.migration.relay_progress import (
     TopicProgress,
     progress_key,
     read_progress,
-    reader_group,
 )
 
 MIGRATION = "kafka"
@@ -162,17 +161,16 @@ def record_oversized(
 def mark_published(
     conn: psycopg.Connection[Any],
     topic: str,
-    partition_key: str,
-    last_position: int,
+    last_positions: Mapping[str, int],
     run_id: str | None = None,
 ) -> None:
-    """Record that the outbox rows of `topic` in `partition_key` up to `last_position` are
+    """Record that the outbox rows of `topic` up to each partition key's last position are
     published (the relay's committed progress: Kafka holds them, exactly once)."""
-    conn.execute(
+    conn.cursor().executemany(
         "INSERT INTO migration_state.outbox_published (topic, partition_key, last_position, run_id)"
         " VALUES (%s, %s, %s, %s) ON CONFLICT (topic, partition_key) DO UPDATE"
         " SET last_position = EXCLUDED.last_position, published_at = now(), run_id = EXCLUDED.run_id",
-        (topic, partition_key, last_position, run_id),
+        [(topic, key, position, run_id) for key, position in last_positions.items()],
     )
 
 
@@ -445,13 +443,9 @@ class DayRelay:
 
     def _read_progress(self, topics: Sequence[str] | None = None) -> dict[str, TopicProgress]:
         wanted = list(topics) if topics is not None else self.topics
-        consumer = self.kafka.consumer(reader_group())
-        try:
-            found = read_progress(
-                consumer, self.progress_topic, {progress_key(t, self.key) for t in wanted}
-            )
-        finally:
-            consumer.close()
+        found = read_progress(
+            self.kafka, self.progress_topic, {progress_key(t, self.key) for t in wanted}
+        )
         return {
             t: found[progress_key(t, self.key)]
             for t in wanted
@@ -477,7 +471,7 @@ class DayRelay:
         topic's watermark to the last position sent (one row, not one update per event)."""
         with conn.transaction():
             if result.progress.last_position > 0:
-                mark_published(conn, topic, self.key, result.progress.last_position, self.run_id)
+                mark_published(conn, topic, {self.key: result.progress.last_position}, self.run_id)
             conn.execute(
                 "DELETE FROM migration_state.kafka_offset_ranges WHERE topic = %s AND partition_key = %s",
                 (topic, self.key),

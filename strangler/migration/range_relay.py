@@ -53,7 +53,6 @@ from strangler.migration.relay_progress import (
     TopicProgress,
     progress_key,
     read_progress,
-    reader_group,
 )
 
 log = logging.getLogger(__name__)
@@ -209,6 +208,7 @@ class RangeRelay:
                                 chunk = []
                         if chunk:
                             self._commit_chunk(conn, producer, topic, _Chunk(chunk), results)
+                self._record_committed_elsewhere(conn, topic, results)
                 published = sum(r.published for r in results.values())
                 failed = sum(r.failed for r in results.values())
             except BaseException as exc:
@@ -403,11 +403,7 @@ class RangeRelay:
     ) -> dict[tuple[str, str], TopicProgress]:
         """The committed progress of every (topic, key), in one scan of the progress topic."""
         wanted = {progress_key(t, k): (t, k) for t in topics for k in keys}
-        consumer = self.kafka.consumer(reader_group())
-        try:
-            found = read_progress(consumer, self.progress_topic, set(wanted))
-        finally:
-            consumer.close()
+        found = read_progress(self.kafka, self.progress_topic, set(wanted))
         return {wanted[name]: progress for name, progress in found.items()}
 
     # -- Postgres bookkeeping --------------------------------------------------------------------
@@ -422,6 +418,27 @@ class RangeRelay:
             [(row[0], row[1], row[2], row[3], why) for row, why in oversized],
         )
 
+    def _record_committed_elsewhere(
+        self, conn: psycopg.Connection[Any], topic: str, results: dict[str, TopicResult]
+    ) -> None:
+        """Partitions this run had nothing to send for, whose progress Kafka holds: a run
+        killed between its Kafka commit and its Postgres bookkeeping left their watermarks and
+        offset ranges behind, and no later chunk touches them again."""
+        recorded = dict(
+            conn.execute(
+                "SELECT partition_key, last_position FROM migration_state.outbox_published"
+                " WHERE topic = %s AND partition_key = ANY(%s)",
+                (topic, self.keys),
+            ).fetchall()
+        )
+        untouched = [
+            key
+            for key, result in results.items()
+            if not result.transactions and result.progress.last_position > recorded.get(key, 0)
+        ]
+        if untouched:
+            self._record_published(conn, topic, untouched, results)
+
     def _record_published(
         self,
         conn: psycopg.Connection[Any],
@@ -431,11 +448,16 @@ class RangeRelay:
     ) -> None:
         """The touched partitions' watermarks and offset ranges, replaced in one transaction."""
         with conn.transaction():
-            for key in keys:
-                if results[key].progress.last_position > 0:
-                    mark_published(
-                        conn, topic, key, results[key].progress.last_position, self.run_id
-                    )
+            mark_published(
+                conn,
+                topic,
+                {
+                    key: results[key].progress.last_position
+                    for key in keys
+                    if results[key].progress.last_position > 0
+                },
+                self.run_id,
+            )
             conn.execute(
                 "DELETE FROM migration_state.kafka_offset_ranges"
                 " WHERE topic = %s AND partition_key = ANY(%s)",

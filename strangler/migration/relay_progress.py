@@ -13,8 +13,9 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
+from strangler.migration.kafka_clients import KafkaClients
 from strangler.migration.kafka_records import watermarks
 
 
@@ -66,19 +67,27 @@ class TopicProgress:
 
 
 def read_progress(
-    consumer: Consumer, progress_topic: str, keys: set[str], timeout_s: float = 180.0
+    kafka: KafkaClients, progress_topic: str, keys: set[str], timeout_s: float = 180.0
 ) -> dict[str, TopicProgress]:
     """The latest committed progress for `keys` (missing key = nothing published yet).
 
-    Reads the compacted topic up to its current end; with read_committed the consumer stops at
-    the last stable offset, so this waits for open transactions of other relays to finish
-    (bounded by their transaction timeout).
+    Reads the compacted topic as a read_committed reader up to its high watermark, the end
+    of everything written so far: a read_committed watermark is the last stable offset, which
+    stops before a transaction whose commit markers are still on their way (the progress of a
+    relay that has just committed) or that is still open. Reading to the high watermark waits
+    for those to be decided, bounded by the writers' transaction timeout.
     """
-    tp = TopicPartition(progress_topic, 0)
-    low, high = watermarks(consumer, progress_topic, 0)
+    group = reader_group()
+    probe = kafka.consumer(group, **{"isolation.level": "read_uncommitted"})
+    try:
+        low, high = watermarks(probe, progress_topic, 0)
+    finally:
+        probe.close()
     found: dict[str, TopicProgress] = {}
     if high <= low:
         return found
+    tp = TopicPartition(progress_topic, 0)
+    consumer = kafka.consumer(group)
     consumer.assign([TopicPartition(progress_topic, 0, low)])
     deadline = time.monotonic() + timeout_s
     try:
@@ -107,7 +116,7 @@ def read_progress(
                     "(an open transaction of another relay?)"
                 )
     finally:
-        consumer.unassign()
+        consumer.close()
 
 
 def reader_group() -> str:

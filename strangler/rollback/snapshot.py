@@ -21,7 +21,7 @@ from psycopg import sql
 from weaviate.classes.query import Filter, QueryReference
 
 from strangler.analytics.swap import partition_id
-from strangler.migration.relay_progress import progress_key, read_progress, reader_group
+from strangler.migration.relay_progress import progress_key, read_progress
 from strangler.rollback.plan import Plan
 from strangler.rollback.services import ANALYTICS, EVENT_STORE, RELAY, SEARCH
 from strangler.rollback.stores import clickhouse_tables
@@ -117,11 +117,7 @@ def _snapshot_progress(
     targets: Targets, request_id: str, plan: Plan, result: SnapshotResult
 ) -> None:
     keys = {progress_key(t, d) for t in targets.topics for d in plan.days}
-    consumer = targets.kafka.consumer(reader_group())
-    try:
-        found = read_progress(consumer, targets.progress_topic, keys, timeout_s=60)
-    finally:
-        consumer.close()
+    found = read_progress(targets.kafka, targets.progress_topic, keys, timeout_s=60)
     folder = snapshot_dir(targets, request_id)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "relay_progress.json"

@@ -101,7 +101,7 @@ def _restore_progress(targets: Targets, request_id: str) -> int:
     with psycopg.connect(targets.postgres_conninfo) as conn:
         for key, value in values.items():
             topic, partition_key = split_progress_key(key)
-            mark_published(conn, topic, partition_key, int(value["last_position"]))
+            mark_published(conn, topic, {partition_key: int(value["last_position"])})
     return len(values)
 
 
