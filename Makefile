@@ -9,6 +9,9 @@ export DAGSTER_HOME ?= $(STRANGLER_HOME)/dagster
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
+# Bytecode is cached (a shell may turn it off): every CLI, Dagster run worker and test
+# subprocess would otherwise compile Dagster's sources again, ~3 s per process start.
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: venv stack demo test lint typecheck imports down status ui browser bench
 
