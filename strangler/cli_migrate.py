@@ -206,16 +206,49 @@ SUMMARY_FIGURES = (
 )
 
 
+RATES = ("events_per_s",)
+"""Figures that do not add up over partitions (a range's row shows the other figures' sums)."""
+
+
+def summary_rows(run: DayRun) -> list[tuple[str, str, str]]:
+    """(partitions, asset, figures) of one run: a row per asset, a range run's partitions
+    folded into it (years of daily partitions would be thousands of rows)."""
+    totals: dict[str, dict[str, Any]] = {}
+    partitions: dict[str, int] = {}
+    for key, meta in run.metadata.items():
+        asset = key.split(" ", 1)[0] if run.partitions > 1 else key
+        partitions[asset] = partitions.get(asset, 0) + 1
+        figures = totals.setdefault(asset, {})
+        for name in SUMMARY_FIGURES:
+            value = meta.get(name)
+            if value is None:
+                continue
+            if run.partitions > 1 and name in RATES:
+                continue
+            if run.partitions > 1 and isinstance(value, int | float):
+                figures[name] = figures.get(name, 0) + value
+            else:
+                figures[name] = value
+    label = run.partition_key
+    return [
+        (
+            label if run.partitions == 1 else f"{label} ({partitions[asset]} partitions)",
+            asset,
+            ", ".join(f"{k}={v}" for k, v in figures.items()),
+        )
+        for asset, figures in totals.items()
+    ]
+
+
 def summarize(runs: list[DayRun]) -> None:
-    """The figures of each day's materializations; RunFailed when any run failed."""
+    """The figures of each run's materializations; RunFailed when any run failed."""
     table = Table(title="materializations")
     for column in ("partitions", "run", "ok", "asset", "figures"):
         table.add_column(column)
     for run in runs:
-        for key, meta in run.metadata.items():
-            figures = ", ".join(f"{k}={meta[k]}" for k in SUMMARY_FIGURES if k in meta)
+        for partitions, asset, figures in summary_rows(run):
             table.add_row(
-                run.partition_key, run.run_id[:8], "yes" if run.success else "no", key, figures
+                partitions, run.run_id[:8], "yes" if run.success else "no", asset, figures
             )
     console.print(table)
     failed = [r for r in runs if not r.success]
