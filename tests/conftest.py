@@ -13,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from strangler.resources.clickhouse import ClickHouseResource  # noqa: E402
+from strangler.resources.clickhouse_session import drop_stray_databases  # noqa: E402
 from strangler.resources.embeddings import EmbedderResource  # noqa: E402
 from strangler.resources.factory import build_resources  # noqa: E402
 from strangler.resources.kafka import KafkaResource  # noqa: E402
@@ -20,6 +21,17 @@ from strangler.resources.postgres import PostgresResource  # noqa: E402
 from strangler.resources.weaviate import WeaviateResource  # noqa: E402
 from strangler.settings import Settings, get_settings  # noqa: E402
 from strangler.stack.manager import Stack  # noqa: E402
+
+LEFT_BY_TESTS = r"^(t|s|sample|procs|readme)_[0-9a-f]{10}$"
+"""ClickHouse databases the tests name after `unique`; a killed run leaves them behind."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before any xdist worker starts: drop the test databases killed runs left in the stack's
+    embedded ClickHouse (each makes every engine open slower; the suite opens it hundreds of
+    times)."""
+    if not hasattr(config, "workerinput"):
+        drop_stray_databases(get_settings().clickhouse_url, LEFT_BY_TESTS)
 
 
 @pytest.fixture(scope="session")

@@ -63,3 +63,23 @@ def clickhouse_client(
             client.close()
     finally:
         lock.release()
+
+
+def drop_stray_databases(dsn: str, pattern: str) -> list[str]:
+    """Drop the embedded engine's databases whose names match `pattern` (the scratch databases
+    of killed test or bench runs): the engine loads every table of its data dir each time it
+    opens, so strays make every later open slower (160 of them: 0.8 s instead of 0.08 s).
+    A server DSN is left alone. Returns the names dropped."""
+    if not is_embedded(dsn) or not embedded_path(dsn).exists():
+        return []
+    with clickhouse_client(dsn) as client:
+        names = [
+            str(row[0])
+            for row in client.query(
+                "SELECT name FROM system.databases WHERE match(name, {pattern:String})",
+                parameters={"pattern": pattern},
+            ).result_rows
+        ]
+        for name in names:
+            client.command(f"DROP DATABASE IF EXISTS `{name}` SYNC")
+    return names

@@ -9,6 +9,7 @@ from psycopg import sql
 from weaviate.classes.config import Configure, DataType, Property
 
 from strangler.resources.clickhouse import ClickHouseResource
+from strangler.resources.clickhouse_session import drop_stray_databases
 from strangler.resources.embeddings import EmbedderResource
 from strangler.resources.kafka import KafkaResource
 from strangler.resources.postgres import PostgresResource
@@ -87,6 +88,24 @@ def test_clickhouse_create_insert_select(clickhouse: ClickHouseResource, unique:
         finally:
             client.command(f"DROP DATABASE `{db}`")
     assert [tuple(r) for r in rows] == [("a", 500), ("b", 500)]
+
+
+def test_stray_databases_dropped_by_name_only(clickhouse: ClickHouseResource, unique: str) -> None:
+    stray, kept = f"stray_{unique}", f"kept_{unique}"
+    with clickhouse.client() as client:
+        for db in (stray, kept):
+            client.command(f"CREATE DATABASE `{db}`")
+            client.command(f"CREATE TABLE `{db}`.t (id UInt64) ENGINE = MergeTree ORDER BY id")
+    try:
+        dropped = drop_stray_databases(clickhouse.dsn, rf"^stray_{unique}$")
+        with clickhouse.client() as client:
+            names = {r[0] for r in client.query("SELECT name FROM system.databases").result_rows}
+    finally:
+        with clickhouse.client() as client:
+            for db in (stray, kept):
+                client.command(f"DROP DATABASE IF EXISTS `{db}`")
+    assert dropped == [stray]
+    assert stray not in names and kept in names
 
 
 def test_weaviate_insert_and_near_vector(weaviate_resource: WeaviateResource, unique: str) -> None:
