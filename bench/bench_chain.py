@@ -11,7 +11,7 @@ then, on the estate spec's own path (the code the Dagster assets call):
 | event_store | `PartitionMigration` of the day (child process: its own peak RSS) | `COPY` of the very events + outbox rows it wrote into empty twins |
 | relay | `DayRelay` of the day's outbox into fresh topics | Kafka's `ProducerPerformance`, same record count and mean size |
 | monolith_to_kafka | event_store + relay time | COPY time + ProducerPerformance time |
-| clickhouse | `analytics.sink.load_partition` from the relayed offset ranges | `insert_arrow` of the same rows into an empty twin |
+| clickhouse | `analytics.sink.load_partition` from the relayed offset ranges, into a database whose tables exist (a day's load in steady state; the first load also creates them, ~1 s) | `insert_arrow` of the same rows into an empty twin |
 | clickhouse_check | `check_clickhouse_partition` of the clean day | `count(*)` of the day on both sides |
 | weaviate_import | `search.sink.run_day` with precomputed vectors (no model) | client batch import of the same objects + vectors |
 | embedding | the default backend through the sink's encoder, on a sample of pages | raw `model.encode` (fp32 torch) of the same pages |
@@ -319,9 +319,13 @@ def _ddl(ctx: ChainContext) -> Any:
 
 
 def stage_clickhouse(ctx: ChainContext) -> StageRow:
+    from strangler.analytics.ddl import apply_schema
+    from strangler.analytics.estate_ddl import estate_schema
     from strangler.analytics.sink import SinkOptions, load_partition
 
     ddl = _ddl(ctx)
+    with psycopg.connect(ctx.url) as conn, ctx.clickhouse.client() as c:
+        apply_schema(c, ddl, estate_schema(conn, ctx.spec))
     with PeakRss() as rss:
         t0 = time.perf_counter()
         result = load_partition(
