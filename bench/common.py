@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import random
 import resource
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -96,10 +98,13 @@ LEFT_BY_BENCHES = r"^bench(y|h)?_[0-9a-f]{8}$"
 
 def drop_stray_bench_databases() -> None:
     """Before timing anything: the embedded engine opens slower for every stray table, and
-    the ClickHouse stages time an open."""
-    from strangler.resources.clickhouse_session import drop_stray_databases
-    from strangler.settings import get_settings
-
-    dropped = drop_stray_databases(get_settings().clickhouse_url, LEFT_BY_BENCHES)
-    if dropped:
-        print(f"dropped {len(dropped)} ClickHouse databases of earlier, killed bench runs")
+    the ClickHouse stages time an open. In a child process: the engine loaded here would
+    count in the peak RSS of every child forked later (a child's ru_maxrss includes the pages
+    it shared with this process before exec)."""
+    code = (
+        "from strangler.resources.clickhouse_session import drop_stray_databases\n"
+        "from strangler.settings import get_settings\n"
+        f"n = len(drop_stray_databases(get_settings().clickhouse_url, {LEFT_BY_BENCHES!r}))\n"
+        "print(f'dropped {n} ClickHouse databases of earlier, killed bench runs') if n else None\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
