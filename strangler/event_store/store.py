@@ -31,6 +31,12 @@ from strangler.event_store._db import (
     jsonb,
     recorded_event,
 )
+from strangler.event_store.copy_text import (
+    EVENT_ROW_COLUMNS,
+    OUTBOX_ROW_COLUMNS,
+    EncodedEvent,
+    encode,
+)
 from strangler.event_store.errors import ConcurrencyError, EventStoreError
 from strangler.event_store.folds import DEFAULT_FOLDS, Fold, State
 from strangler.event_store.model import NewEvent, RecordedEvent
@@ -38,104 +44,38 @@ from strangler.event_store.model import NewEvent, RecordedEvent
 SNAPSHOT_EVERY = 50
 TopicFor = Callable[[NewEvent], str]
 
-_BATCH_COLUMNS = (
-    "ord",
-    "event_id",
-    "aggregate_type",
-    "aggregate_id",
-    "aggregate_version",
-    "event_type",
-    "schema_version",
-    "payload",
-    "metadata",
-    "occurred_at",
-    "occurred_text",
-    "topic",
-)
-
-_CREATE_BATCH_TABLE = """
-CREATE TEMP TABLE IF NOT EXISTS eventstore_batch (
-    ord               integer     NOT NULL,
-    event_id          uuid        NOT NULL,
-    aggregate_type    text        NOT NULL,
-    aggregate_id      text        NOT NULL,
-    aggregate_version integer     NOT NULL,
-    event_type        text        NOT NULL,
-    schema_version    integer     NOT NULL,
-    payload           jsonb       NOT NULL,
-    metadata          jsonb       NOT NULL,
-    occurred_at       timestamptz NOT NULL,
-    occurred_text     text        NOT NULL,
-    topic             text        NOT NULL
-) ON COMMIT DELETE ROWS
-"""
-
-_REUSED_EVENT_ID = """
-SELECT b.event_id, e.aggregate_type, e.aggregate_id, e.aggregate_version
-FROM pg_temp.eventstore_batch b
-JOIN eventstore.events e USING (event_id)
-WHERE (e.aggregate_type, e.aggregate_id, e.aggregate_version)
-      IS DISTINCT FROM (b.aggregate_type, b.aggregate_id, b.aggregate_version)
-LIMIT 1
-"""
-
 _TAKEN_VERSION = """
-SELECT b.aggregate_type, b.aggregate_id, b.aggregate_version,
+SELECT b.t, b.i, b.v,
        (SELECT max(x.aggregate_version) FROM eventstore.events x
-        WHERE x.aggregate_type = b.aggregate_type AND x.aggregate_id = b.aggregate_id)
-FROM pg_temp.eventstore_batch b
-JOIN eventstore.events e USING (aggregate_type, aggregate_id, aggregate_version)
-WHERE e.event_id <> b.event_id
+        WHERE x.aggregate_type = b.t AND x.aggregate_id = b.i)
+FROM unnest(%s::text[], %s::text[], %s::int[], %s::uuid[]) WITH ORDINALITY AS b(t, i, v, id, ord)
+JOIN eventstore.events e
+  ON e.aggregate_type = b.t AND e.aggregate_id = b.i AND e.aggregate_version = b.v
+WHERE e.event_id <> b.id
 ORDER BY b.ord
 LIMIT 1
 """
 
-_VERSIONS_BEFORE = """
-SELECT aggregate_type, aggregate_id, before_version, top_version FROM (
-    SELECT b.aggregate_type, b.aggregate_id,
-           coalesce((SELECT max(e.aggregate_version) FROM eventstore.events e
-                     WHERE e.aggregate_type = b.aggregate_type
-                       AND e.aggregate_id = b.aggregate_id), 0) AS before_version,
-           b.top_version
-    FROM (SELECT aggregate_type, aggregate_id, max(aggregate_version) AS top_version
-          FROM pg_temp.eventstore_batch
-          WHERE aggregate_type = ANY(%(types)s)
-          GROUP BY aggregate_type, aggregate_id) b) v
-WHERE top_version / %(every)s > before_version / %(every)s
+_STORED_VERSIONS = """
+SELECT b.t, b.i,
+       coalesce((SELECT max(e.aggregate_version) FROM eventstore.events e
+                 WHERE e.aggregate_type = b.t AND e.aggregate_id = b.i), 0)
+FROM unnest(%s::text[], %s::text[]) AS b(t, i)
 """
 
-_INSERT = """
-WITH ins AS (
-    INSERT INTO eventstore.events (
-        event_id, aggregate_type, aggregate_id, aggregate_version, event_type,
-        schema_version, payload, metadata, occurred_at)
-    SELECT event_id, aggregate_type, aggregate_id, aggregate_version, event_type,
-           schema_version, payload, metadata, occurred_at
-    FROM pg_temp.eventstore_batch
-    ORDER BY ord
-    ON CONFLICT (event_id) DO NOTHING
-    RETURNING {returning}
-), box AS (
-    INSERT INTO eventstore.outbox (
-        event_id, position, topic, message_key, headers, payload, occurred_at)
-    SELECT ins.event_id, ins.position, b.topic, b.aggregate_id,
-           jsonb_build_object(
-               'event_id', b.event_id::text, 'event_type', b.event_type,
-               'schema_version', b.schema_version::text, 'occurred_at', b.occurred_text,
-               'aggregate_type', b.aggregate_type,
-               'aggregate_version', b.aggregate_version::text,
-               'position', ins.position::text),
-           jsonb_build_object(
-               'event_id', b.event_id::text, 'aggregate_type', b.aggregate_type,
-               'aggregate_id', b.aggregate_id, 'aggregate_version', b.aggregate_version,
-               'event_type', b.event_type, 'schema_version', b.schema_version,
-               'occurred_at', b.occurred_text, 'payload', b.payload, 'metadata', b.metadata,
-               'position', ins.position, 'recorded_at', ins.recorded_at),
-           b.occurred_at
-    FROM ins JOIN pg_temp.eventstore_batch b USING (event_id)
+_CLAIM = "SELECT pg_current_xact_id(), to_json(now())::text"
+
+_POSITIONS = (
+    "SELECT nextval(pg_get_serial_sequence('eventstore.events', 'position'))"
+    " FROM generate_series(1, %s)"
 )
-SELECT {returning} FROM ins ORDER BY position
-"""
+
+_READ_POSITIONS = (
+    "SELECT " + EVENT_COLUMNS + " FROM eventstore.events WHERE position = ANY(%s) ORDER BY position"
+)
+
+WRITE_ATTEMPTS = 3
+"""Tries of one batch append: a try that meets stored event ids is repeated without them."""
 
 _STREAM_VERSION = """
 SELECT coalesce(max(aggregate_version), 0) FROM eventstore.events
@@ -249,7 +189,7 @@ class EventStore:
         aggregate_type, aggregate_id = _single_stream(batch)
         _check_consecutive(batch, expected_version)
         with connection(self._source) as conn, conn.transaction():
-            _claim_xid(conn)
+            recorded_at = _claim_xid(conn)
             conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                 (f"{aggregate_type}\x1f{aggregate_id}",),
@@ -266,83 +206,100 @@ class EventStore:
                     current != expected_version + skipped
                 ):
                     raise ConcurrencyError(aggregate_type, aggregate_id, expected_version, current)
-            self._stage(conn, new, topic_for or self._topic_for)
-            rows = self._write(conn, full=True)
+            topic_of = topic_for or self._topic_for
+            try:
+                with conn.transaction():
+                    positions = _copy_rows(conn, [encode(e, topic_of(e)) for e in new], recorded_at)
+            except psycopg.errors.UniqueViolation as exc:
+                _refuse_taken_version(conn, new)
+                raise EventStoreError(
+                    "a concurrent writer appended the same events; reload and retry "
+                    f"({exc.diag.message_detail})"
+                ) from exc
+            rows = conn.execute(_READ_POSITIONS, (positions,)).fetchall()
             written = [recorded_event(r) for r in rows]
             self._maybe_snapshot(
                 conn, aggregate_type, aggregate_id, current, new[-1].aggregate_version
             )
             return written
 
+    def encode(self, event: NewEvent) -> EncodedEvent:
+        """The event's rows as COPY text, ready for ``append_batch`` (pure: any thread)."""
+        return encode(event, self._topic_for(event))
+
     def append_batch(
-        self, events: Sequence[NewEvent], *, topic_for: TopicFor | None = None
+        self, events: Sequence[NewEvent | EncodedEvent], *, topic_for: TopicFor | None = None
     ) -> BatchResult:
-        """Append many aggregates' events in one transaction (COPY + INSERT ... ON CONFLICT).
+        """Append many aggregates' events in one transaction, each table written by COPY.
 
-        Idempotent by event id. Versions are not checked against an expected version (a
-        migration backfills days out of order), but a version already held by a different
-        event raises ConcurrencyError and writes nothing. Within one aggregate, events must be
-        in ascending version order.
+        Idempotent by event id: the write is optimistic, and when it meets stored ids it is
+        retried without them (a re-run pays, a first run does not). Versions are not checked
+        against an expected version (a migration backfills days out of order), but a version
+        already held by a different event raises ConcurrencyError and writes nothing. Within
+        one aggregate, events must be in ascending version order.
         """
-        batch = _dedupe(events)
-        if not batch:
-            return BatchResult(0, 0, 0)
-        _check_ascending(batch)
-        with connection(self._source) as conn, conn.transaction():
-            _claim_xid(conn)
-            self._stage(conn, batch, topic_for or self._topic_for)
-            crossings = self._versions_before(conn)
-            rows = self._write(conn, full=False)
-            snapshots = sum(
-                self._maybe_snapshot(conn, atype, aid, before, after)
-                for atype, aid, before, after in crossings
-            )
-        return BatchResult(len(rows), len(batch) - len(rows), snapshots)
-
-    def _stage(
-        self, conn: psycopg.Connection[Any], events: list[NewEvent], topic_for: TopicFor
-    ) -> None:
-        """COPY ``events`` into the session's staging table and refuse conflicting ones."""
-        conn.execute(_CREATE_BATCH_TABLE)
-        conn.execute("DELETE FROM pg_temp.eventstore_batch")
-        copy_sql = sql.SQL("COPY pg_temp.eventstore_batch ({}) FROM STDIN").format(
-            sql.SQL(", ").join(sql.Identifier(c) for c in _BATCH_COLUMNS)
+        topic_of = topic_for or self._topic_for
+        pending = _dedupe(
+            x if isinstance(x, EncodedEvent) else encode(x, topic_of(x)) for x in events
         )
-        with conn.cursor() as cur, cur.copy(copy_sql) as copy:
-            for ord_, event in enumerate(events):
-                copy.write_row(_batch_row(ord_, event, topic_for(event)))
-        reused = conn.execute(_REUSED_EVENT_ID).fetchone()
-        if reused:
-            raise EventStoreError(
-                f"event id {reused[0]} is already stored for {reused[1]} {reused[2]!r} "
-                f"version {reused[3]}; event ids must be unique per change"
-            )
-        taken = conn.execute(_TAKEN_VERSION).fetchone()
-        if taken:
-            atype, aid, version, actual = taken
-            raise ConcurrencyError(atype, aid, version - 1, int(actual))
+        if not pending:
+            return BatchResult(0, 0, 0)
+        _check_ascending([x.event for x in pending])
+        batch_size = len(pending)
+        for _ in range(WRITE_ATTEMPTS):
+            try:
+                with connection(self._source) as conn, conn.transaction():
+                    recorded_at = _claim_xid(conn)
+                    crossings = self._versions_before(conn, [x.event for x in pending])
+                    if pending:
+                        _copy_rows(conn, pending, recorded_at)
+                    snapshots = sum(
+                        self._maybe_snapshot(conn, atype, aid, before, after)
+                        for atype, aid, before, after in crossings
+                    )
+                return BatchResult(len(pending), batch_size - len(pending), snapshots)
+            except psycopg.errors.UniqueViolation as exc:
+                pending = self._unstored(pending, exc)
+        raise EventStoreError(
+            f"concurrent writers kept storing these events; gave up after {WRITE_ATTEMPTS} tries"
+        )
 
-    def _versions_before(self, conn: psycopg.Connection[Any]) -> list[tuple[str, str, int, int]]:
-        """Per staged aggregate with a fold whose append crosses a multiple of
-        ``snapshot_every``: (type, id, stored version, top staged version). The others are
-        filtered out in SQL, not fetched."""
-        if not self._folds:
-            return []
-        params = {"types": list(self._folds), "every": self._snapshot_every}
-        rows = conn.execute(_VERSIONS_BEFORE, params).fetchall()
-        return [(t, i, int(b), int(a)) for t, i, b, a in rows]
-
-    @staticmethod
-    def _write(conn: psycopg.Connection[Any], *, full: bool) -> list[tuple[Any, ...]]:
-        """Insert the staged events and their outbox rows in one statement."""
-        returning = sql.SQL(EVENT_COLUMNS if full else "position, event_id, recorded_at")
-        try:
-            return conn.execute(sql.SQL(_INSERT).format(returning=returning)).fetchall()
-        except psycopg.errors.UniqueViolation as exc:
+    def _unstored(
+        self, pending: list[EncodedEvent], exc: psycopg.errors.UniqueViolation
+    ) -> list[EncodedEvent]:
+        """After a write refused for a duplicate: raise if a version is taken by another
+        event, else drop the events stored meanwhile (a re-run, or a concurrent writer)."""
+        events = [x.event for x in pending]
+        with connection(self._source) as conn, conn.transaction():
+            _refuse_taken_version(conn, events)
+            stored = _recorded_ids(conn, events)
+        if not stored:
             raise EventStoreError(
-                "a concurrent writer appended the same aggregate versions; reload and retry "
+                f"a concurrent writer appended the same events; reload and retry "
                 f"({exc.diag.message_detail})"
             ) from exc
+        return [x for x in pending if x.event.event_id not in stored]
+
+    def _versions_before(
+        self, conn: psycopg.Connection[Any], events: list[NewEvent]
+    ) -> list[tuple[str, str, int, int]]:
+        """Per aggregate with a fold whose append crosses a multiple of ``snapshot_every``:
+        (type, id, stored version, top appended version). An aggregate whose top version is
+        below ``snapshot_every`` cannot cross one and is not looked up."""
+        every = self._snapshot_every
+        top: dict[tuple[str, str], int] = {}
+        for e in events:
+            if e.aggregate_version >= every and e.aggregate_type in self._folds:
+                stream = (e.aggregate_type, e.aggregate_id)
+                top[stream] = max(top.get(stream, 0), e.aggregate_version)
+        if not top:
+            return []
+        rows = conn.execute(_STORED_VERSIONS, ([t for t, _ in top], [i for _, i in top]))
+        return [
+            (t, i, int(before), top[(t, i)])
+            for t, i, before in rows.fetchall()
+            if top[(t, i)] // every > int(before) // every
+        ]
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -458,9 +415,48 @@ class EventStore:
         return aggregate.version
 
 
-def _claim_xid(conn: psycopg.Connection[Any]) -> None:
-    """Take the transaction id before any position: the reader's no-skip proof needs it."""
-    conn.execute("SELECT pg_current_xact_id()")
+def _claim_xid(conn: psycopg.Connection[Any]) -> str:
+    """Take the transaction id before any position (the reader's no-skip proof needs it);
+    return the transaction's `now()` as JSON text, the `recorded_at` its events get."""
+    row = conn.execute(_CLAIM).fetchone()
+    assert row is not None
+    return str(row[1])
+
+
+def _copy_rows(
+    conn: psycopg.Connection[Any], encoded: list[EncodedEvent], recorded_at: str
+) -> list[int]:
+    """COPY the events and their outbox rows, positions taken now, in order; return them."""
+    positions = sorted(r[0] for r in conn.execute(_POSITIONS, (len(encoded),)).fetchall())
+    pairs = list(zip(positions, encoded, strict=True))
+    with conn.cursor() as cur:
+        with cur.copy(_copy_into("events", EVENT_ROW_COLUMNS)) as copy:
+            copy.write("".join(x.event_line(p) for p, x in pairs))
+        with cur.copy(_copy_into("outbox", OUTBOX_ROW_COLUMNS)) as copy:
+            copy.write("".join(x.outbox_line(p, recorded_at) for p, x in pairs))
+    return positions
+
+
+def _copy_into(table: str, columns: Sequence[str]) -> sql.Composed:
+    return sql.SQL("COPY eventstore.{} ({}) FROM STDIN").format(
+        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    )
+
+
+def _refuse_taken_version(conn: psycopg.Connection[Any], events: list[NewEvent]) -> None:
+    """Raise ConcurrencyError naming the first of `events` whose version another event holds."""
+    taken = conn.execute(
+        _TAKEN_VERSION,
+        (
+            [e.aggregate_type for e in events],
+            [e.aggregate_id for e in events],
+            [e.aggregate_version for e in events],
+            [e.event_id for e in events],
+        ),
+    ).fetchone()
+    if taken:
+        atype, aid, version, actual = taken
+        raise ConcurrencyError(atype, aid, version - 1, int(actual))
 
 
 def _single_stream(events: list[NewEvent]) -> tuple[str, str]:
@@ -497,15 +493,16 @@ def _check_ascending(events: list[NewEvent]) -> None:
         last[key] = e.aggregate_version
 
 
-def _dedupe(events: Iterable[NewEvent]) -> list[NewEvent]:
+def _dedupe(events: Iterable[EncodedEvent]) -> list[EncodedEvent]:
     """Drop repeated identical events; refuse one id used for two different events."""
     seen: dict[uuid.UUID, NewEvent] = {}
-    out: list[NewEvent] = []
-    for e in events:
+    out: list[EncodedEvent] = []
+    for x in events:
+        e = x.event
         prior = seen.get(e.event_id)
         if prior is None:
             seen[e.event_id] = e
-            out.append(e)
+            out.append(x)
         elif prior != e:
             raise EventStoreError(f"event id {e.event_id} names two different events in one batch")
     return out
@@ -522,26 +519,3 @@ def _recorded_ids(conn: psycopg.Connection[Any], events: list[NewEvent]) -> set[
                 f"not {e.aggregate_type} {e.aggregate_id!r} version {e.aggregate_version}"
             )
     return {r[0] for r in rows}
-
-
-def _batch_row(ord_: int, event: NewEvent, topic: str) -> tuple[Any, ...]:
-    """One staged event. Its outbox row (headers and envelope) is built from these columns in
-    SQL: the payload crosses the wire once, and `occurred_text` keeps the time as written."""
-    if event.occurred_at.tzinfo is None:
-        raise ValueError(
-            f"event {event.event_id}: occurred_at must be timezone-aware (partitions are UTC days)"
-        )
-    return (
-        ord_,
-        event.event_id,
-        event.aggregate_type,
-        event.aggregate_id,
-        event.aggregate_version,
-        event.event_type,
-        event.schema_version,
-        jsonb(event.payload),
-        jsonb(event.metadata),
-        event.occurred_at,
-        event.occurred_at.isoformat(),
-        topic,
-    )

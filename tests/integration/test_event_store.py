@@ -178,6 +178,48 @@ def test_append_writes_events_and_one_outbox_row_each(
     assert [r[6] for r in rows] == [date(2024, 3, 1), date(2024, 3, 1), date(2024, 3, 2)]
 
 
+_ENVELOPE_FROM_COLUMNS = """
+SELECT o.payload = jsonb_build_object(
+           'event_id', e.event_id::text, 'aggregate_type', e.aggregate_type,
+           'aggregate_id', e.aggregate_id, 'aggregate_version', e.aggregate_version,
+           'event_type', e.event_type, 'schema_version', e.schema_version,
+           'occurred_at', o.headers ->> 'occurred_at', 'payload', e.payload,
+           'metadata', e.metadata, 'position', e.position, 'recorded_at', e.recorded_at),
+       o.message_key = e.aggregate_id AND o.position = e.position
+FROM eventstore.outbox o JOIN eventstore.events e USING (event_id)
+WHERE e.aggregate_id = ANY(%s)
+"""
+
+
+def test_outbox_envelope_is_the_stored_event_whatever_its_text(
+    source: Source, conn: psycopg.Connection[Any]
+) -> None:
+    """The envelope is built in Python and written by COPY: every value, however awkward its
+    text (tabs, newlines, backslashes, quotes, non-ASCII), must arrive as the event has it."""
+    awkward = ["tab\there", "line\nbreak\r", "back\\slash \\N", "quote \" ' done", "ünïcødé ✓"]
+    ids = [f"{_uid('odd')}-{text}" for text in awkward]
+    events = [
+        NewEvent(
+            uuid.uuid4(),
+            "Customer",
+            aid,
+            1,
+            "CustomerRegistered",
+            {"name": text, "nested": {"list": [text, 1.5, None]}},
+            T0,
+            metadata={"source_table": text},
+        )
+        for aid, text in zip(ids, awkward, strict=True)
+    ]
+    assert _store(source).append_batch(events).appended == len(events)
+    checks = conn.execute(_ENVELOPE_FROM_COLUMNS, (ids,)).fetchall()
+    assert checks == [(True, True)] * len(events)
+    stored = conn.execute(
+        "SELECT aggregate_id, payload FROM eventstore.events WHERE aggregate_id = ANY(%s)", (ids,)
+    ).fetchall()
+    assert dict(stored) == {e.aggregate_id: e.payload for e in events}
+
+
 def _with_time(event: NewEvent, at: datetime) -> NewEvent:
     return NewEvent(
         event.event_id,
