@@ -736,6 +736,18 @@ def _encoded(store: EventStore, clean: list[Clean]) -> Encoded:
     return {e.event_id: store.encode(e) for _, events in clean for e in events}
 
 
+_STORED_STREAMS = """
+SELECT k.t, k.i, s.top, s.ids
+FROM unnest(%s::text[], %s::text[]) AS k(t, i)
+CROSS JOIN LATERAL (
+    SELECT max(e.aggregate_version) AS top, array_agg(e.event_id) AS ids
+    FROM eventstore.events e WHERE e.aggregate_type = k.t AND e.aggregate_id = k.i) s
+WHERE s.top IS NOT NULL
+"""
+"""Per stream of a batch, its stored version and event ids: one index probe per stream, so the
+cost follows the batch, never the size of the event store (a join let the planner scan it)."""
+
+
 def _renumber(conn: psycopg.Connection[Any], events: list[EncodedEvent]) -> list[EncodedEvent]:
     """Drop events already stored and number the rest after each stream's current version.
 
@@ -744,13 +756,7 @@ def _renumber(conn: psycopg.Connection[Any], events: list[EncodedEvent]) -> list
     if not events:
         return []
     keys = list(dict.fromkeys((x.event.aggregate_type, x.event.aggregate_id) for x in events))
-    rows = conn.execute(
-        "SELECT e.aggregate_type, e.aggregate_id, max(e.aggregate_version),"
-        " array_agg(e.event_id) FROM eventstore.events e"
-        " JOIN unnest(%s::text[], %s::text[]) AS k(t, i) ON e.aggregate_type = k.t AND e.aggregate_id = k.i"
-        " GROUP BY 1, 2",
-        ([k[0] for k in keys], [k[1] for k in keys]),
-    ).fetchall()
+    rows = conn.execute(_STORED_STREAMS, ([k[0] for k in keys], [k[1] for k in keys])).fetchall()
     # Per stream: the last version numbered, starting from the stored one.
     next_version = {(r[0], r[1]): int(r[2]) for r in rows}
     stored = {eid for r in rows for eid in r[3]}
