@@ -13,7 +13,7 @@ import pytest
 from strangler.db.migrations import MigrationError, yoyo_url
 from strangler.event_store.copy_text import encode
 from strangler.event_store.errors import ConcurrencyError, EventValidationError, FieldError
-from strangler.event_store.model import NewEvent, RecordedEvent, event_id_for
+from strangler.event_store.model import EVENT_NAMESPACE, NewEvent, RecordedEvent, event_id_for
 from strangler.event_store.registry import field_errors
 from strangler.event_store.store import (
     _check_ascending,
@@ -205,3 +205,20 @@ def test_folded_children_live_under_their_name_and_leave_on_delete() -> None:
     gone = replace(_recorded(3, "OrderLineDeleted", {"id": "o|1"}), metadata={"source_id": "o|1"})
     state = apply(state, gone)
     assert state["order_lines"] == {} and state["deleted"] is False
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        ("ocr_pages", "12345", "imported"),
+        ("order_lines", "7|3", "v2"),
+        ("kunden", "ü:€|🙂", "deleted"),
+        ("t", "", ""),
+        ("documents", "x" * 500, "changed:2024-03-01T10:00:00+00:00"),
+    ],
+)
+def test_event_ids_are_uuid5_of_table_key_change(parts: tuple[str, str, str]) -> None:
+    """Stored ids were made by `uuid.uuid5`; the faster builder must give the very same ids."""
+    expected = uuid.uuid5(EVENT_NAMESPACE, ":".join(parts))
+    assert event_id_for(*parts) == expected
+    assert (expected.version, expected.variant) == (5, uuid.RFC_4122)
