@@ -47,7 +47,7 @@ import psycopg
 from psycopg import sql
 
 from bench.bench_history import run as history_run
-from bench.common import DAY, PeakRss, drop_stray_bench_databases, seeded_day
+from bench.common import DAY, PeakRss, drop_stray_bench_data, seeded_day
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.embeddings import EmbedderResource
 from strangler.resources.kafka import KafkaResource
@@ -645,7 +645,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--json", type=Path, help="Also write the rows as a JSON list.")
     args = parser.parse_args(argv)
-    drop_stray_bench_databases()
+    drop_stray_bench_data()
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     unknown = set(stages) - set(STAGES)
     if unknown:

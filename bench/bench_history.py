@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 
 import psycopg
 
-from bench.common import ROWS_PER_SCALE, drop_stray_bench_databases
+from bench.common import ROWS_PER_SCALE, drop_stray_bench_data
 from strangler.db.scratch import scratch_database
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.kafka import KafkaResource
@@ -149,7 +149,7 @@ def main() -> None:
     parser.add_argument("--partitions", choices=["daily", "weekly", "monthly"], default="daily")
     parser.add_argument("--stages", default="events,kafka,clickhouse")
     args = parser.parse_args()
-    drop_stray_bench_databases()
+    drop_stray_bench_data()
     stages = args.stages.split(",")
     one_day = run(args.rows, 1, "daily", stages).seconds
     history = run(args.rows, args.days, args.partitions, stages).seconds

@@ -95,16 +95,26 @@ def _rss() -> int:
 LEFT_BY_BENCHES = r"^bench(y|h)?_[0-9a-f]{8}$"
 """ClickHouse databases the benches name after their run's tag; a killed bench leaves them."""
 
+TOPICS_LEFT_BY_BENCHES = r"^(bench[a-z]?[0-9a-f]{8}\.|bench\.perf\.[0-9a-f]{8}$)"
+"""Kafka topics the benches name after their run's tag (`bench<tag>.customers.events`)."""
 
-def drop_stray_bench_databases() -> None:
-    """Before timing anything: the embedded engine opens slower for every stray table, and
-    the ClickHouse stages time an open. In a child process: the engine loaded here would
-    count in the peak RSS of every child forked later (a child's ru_maxrss includes the pages
-    it shared with this process before exec)."""
+
+def drop_stray_bench_data() -> None:
+    """Before timing anything: the embedded engine opens slower for every stray table (and the
+    ClickHouse stages time an open), the broker restarts slower for every stray partition.
+    In a child process: the engine loaded here would count in the peak RSS of every child
+    forked later (a child's ru_maxrss includes the pages it shared with this process before
+    exec)."""
     code = (
+        "from strangler.migration.topics import delete_topics_matching\n"
         "from strangler.resources.clickhouse_session import drop_stray_databases\n"
+        "from strangler.resources.kafka import KafkaResource\n"
         "from strangler.settings import get_settings\n"
-        f"n = len(drop_stray_databases(get_settings().clickhouse_url, {LEFT_BY_BENCHES!r}))\n"
-        "print(f'dropped {n} ClickHouse databases of earlier, killed bench runs') if n else None\n"
+        "s = get_settings()\n"
+        f"n = len(drop_stray_databases(s.clickhouse_url, {LEFT_BY_BENCHES!r}))\n"
+        "admin = KafkaResource(bootstrap_servers=s.kafka_bootstrap).admin()\n"
+        f"t = len(delete_topics_matching(admin, {TOPICS_LEFT_BY_BENCHES!r}))\n"
+        "print(f'dropped {n} ClickHouse databases and {t} Kafka topics of earlier bench runs')"
+        " if n or t else None\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -12,6 +12,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from strangler.migration.topics import delete_topics_matching  # noqa: E402
 from strangler.resources.clickhouse import ClickHouseResource  # noqa: E402
 from strangler.resources.clickhouse_session import drop_stray_databases  # noqa: E402
 from strangler.resources.embeddings import EmbedderResource  # noqa: E402
@@ -21,17 +22,37 @@ from strangler.resources.postgres import PostgresResource  # noqa: E402
 from strangler.resources.weaviate import WeaviateResource  # noqa: E402
 from strangler.settings import Settings, get_settings  # noqa: E402
 from strangler.stack.manager import Stack  # noqa: E402
+from strangler.stack.process import port_open  # noqa: E402
 
 LEFT_BY_TESTS = r"^(t|s|sample|procs|readme)_[0-9a-f]{10}$"
 """ClickHouse databases the tests name after `unique`; a killed run leaves them behind."""
 
 
+TOPICS_LEFT_BY_TESTS = r"^(([a-z]{1,2}|readme-)[0-9a-f]{10}\.|test\.[a-z]+\.[0-9a-f]{10}$)"
+"""Kafka topics the tests name after `unique` (`t<unique>.customers.events`, `test.lag.<unique>`)."""
+
+
+def _sweep_strays() -> None:
+    """Drop what earlier (or killed) test runs left in the shared stack: ClickHouse databases
+    (each makes every engine open slower) and Kafka topics (each partition slows every broker
+    start). Run by the controller only, before any worker starts and after all have ended."""
+    settings = get_settings()
+    drop_stray_databases(settings.clickhouse_url, LEFT_BY_TESTS)
+    host, _, port = settings.kafka_bootstrap.partition(":")
+    if port_open(host or "127.0.0.1", int(port or 9092)):
+        delete_topics_matching(
+            KafkaResource(bootstrap_servers=settings.kafka_bootstrap).admin(), TOPICS_LEFT_BY_TESTS
+        )
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Before any xdist worker starts: drop the test databases killed runs left in the stack's
-    embedded ClickHouse (each makes every engine open slower; the suite opens it hundreds of
-    times)."""
     if not hasattr(config, "workerinput"):
-        drop_stray_databases(get_settings().clickhouse_url, LEFT_BY_TESTS)
+        _sweep_strays()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        _sweep_strays()
 
 
 @pytest.fixture(scope="session")

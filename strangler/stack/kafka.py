@@ -22,6 +22,10 @@ from strangler.stack.process import (
 
 HEALTH_TOPIC = "__strangler_health"
 
+START_TIMEOUT_S = 600
+"""After an unclean stop the broker recovers every partition before it serves: minutes when
+thousands are on disk. The wait ends early if the process dies."""
+
 
 class KafkaService:
     name = "kafka"
@@ -169,7 +173,7 @@ class KafkaService:
         wait_until(
             "kafka: health (create a topic, round-trip one record)",
             self.healthy,
-            120,
+            START_TIMEOUT_S,
             self.log_file,
             alive=lambda: pid is not None and process_alive(pid),
         )

@@ -91,6 +91,7 @@ def spawn(
 ) -> int:
     """Start a long-running process in its own session so it outlives the caller."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    _rotate(log_file)
     with log_file.open("ab") as log:
         proc = subprocess.Popen(
             list(command),
@@ -103,6 +104,15 @@ def spawn(
         )
     pid_file.write_text(str(proc.pid))
     return proc.pid
+
+
+LOG_ROTATE_BYTES = 64 * 1024 * 1024
+"""A service log larger than this at start moves aside to `<name>.1` (one generation kept)."""
+
+
+def _rotate(log_file: Path) -> None:
+    if log_file.exists() and log_file.stat().st_size > LOG_ROTATE_BYTES:
+        log_file.replace(log_file.with_name(log_file.name + ".1"))
 
 
 def read_pid(pid_file: Path, must_contain: str) -> int | None:

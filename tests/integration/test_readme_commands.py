@@ -81,7 +81,7 @@ def isolated_env(
     weaviate_resource: WeaviateResource,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, str]]:
-    unique = uuid.uuid4().hex[:8]
+    unique = uuid.uuid4().hex[:10]
     topic_prefix = f"readme-{unique}."
     database = f"readme_{unique}"
     collections = f"Readme{unique}"

@@ -8,6 +8,7 @@ from confluent_kafka.admin import NewTopic
 from psycopg import sql
 from weaviate.classes.config import Configure, DataType, Property
 
+from strangler.migration.topics import TopicSpec, delete_topics_matching, ensure_topics
 from strangler.resources.clickhouse import ClickHouseResource
 from strangler.resources.clickhouse_session import drop_stray_databases
 from strangler.resources.embeddings import EmbedderResource
@@ -105,6 +106,19 @@ def test_stray_databases_dropped_by_name_only(clickhouse: ClickHouseResource, un
             for db in (stray, kept):
                 client.command(f"DROP DATABASE IF EXISTS `{db}`")
     assert dropped == [stray]
+    assert stray not in names and kept in names
+
+
+def test_stray_topics_are_deleted_and_others_kept(kafka: KafkaResource, unique: str) -> None:
+    stray, kept = f"test.stray.{unique}", f"test.kept.{unique}"
+    admin = kafka.admin()
+    ensure_topics(admin, [TopicSpec(stray, 2, 1, {}), TopicSpec(kept, 1, 1, {})])
+    try:
+        deleted = delete_topics_matching(admin, rf"^test\.stray\.{unique}$")
+        names = set(admin.list_topics(timeout=10).topics)
+    finally:
+        admin.delete_topics([kept])
+    assert deleted == [stray]
     assert stray not in names and kept in names
 
 
